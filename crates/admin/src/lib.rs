@@ -1,0 +1,1 @@
+//! The control plane: admin HTTP API over the configuration store and the logs.

@@ -1,0 +1,1 @@
+//! The HTTP gateway: token lookup, verification, splitting and keying, durable produce to the raw topic.

@@ -1,0 +1,85 @@
+//! The records users query: what happened to each event, and each action.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// Outcome of an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    Success,
+    Failed,
+    Skipped,
+}
+
+impl ActionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Success => "success",
+            ActionStatus::Failed => "failed",
+            ActionStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Success, Self::Failed, Self::Skipped].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for ActionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event, raw and normalized, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventLog {
+    pub event_id: String,
+    pub request_id: String,
+    pub source: String,
+    pub environment: String,
+    pub event_type: Option<String>,
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub verification: String,
+    /// The item as received (JSON text).
+    pub raw: Value,
+    /// The normalized form, when there is one.
+    pub normalized: Option<Value>,
+    pub duplicate_of: Option<String>,
+    pub received_at: i64,
+    pub inserted_at: i64,
+    /// Seconds left before the row expires (retention), as the store reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i32>,
+}
+
+/// What was done for one event by one mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionLog {
+    pub action_id: String,
+    pub event_id: String,
+    pub mapping_id: String,
+    pub source: String,
+    pub environment: String,
+    pub action_type: String,
+    pub status: String,
+    /// The mapping's parameters as configured.
+    pub parameters: Value,
+    /// The resolved values the action ran with.
+    pub payload: Option<Value>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    /// Set when the action was re-run by a replay: the event log it came from.
+    pub replay_of: Option<String>,
+    pub inserted_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i32>,
+}

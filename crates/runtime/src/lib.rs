@@ -1,0 +1,1 @@
+//! What every long-running role shares: configuration, logging, metrics, health endpoints, shutdown.

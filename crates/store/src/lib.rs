@@ -1,0 +1,1 @@
+//! Cassandra/ScyllaDB at the edges: schema, configuration store, event/action logs, users.

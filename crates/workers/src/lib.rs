@@ -1,0 +1,1 @@
+//! The worker stages: translator, mapper and executor consumer groups.
