@@ -1,1 +1,9 @@
-//! Event-action mappings: paths, filter expressions, and the plan of actions for an event. Pure.
+//! Event-action mappings, as pure functions: validate a mapping when it is saved, and turn an
+//! event plus the mappings of its environment into the ordered list of actions to run.
+
+pub mod filter;
+pub mod params;
+pub mod plan;
+
+pub use plan::{matches, plan_actions};
+pub use params::{validate_mapping, MappingError};

@@ -30,6 +30,10 @@ pub struct RawEvent {
     pub batch_context: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_integrations: Option<Box<RawValue>>,
+    /// For the tracking API's single-call paths (`/v1/track`, ...): the type the path implies
+    /// when the item has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implied_type: Option<String>,
     /// The item itself, byte for byte.
     pub item: Box<RawValue>,
 }

@@ -8,10 +8,12 @@ pub mod action;
 pub mod event;
 pub mod ids;
 pub mod log;
+pub mod path;
 pub mod source;
 
 pub use action::{ActionCommand, ActionPayload, ActionPlan, ActionType, WorkflowTrigger};
 pub use event::{EventRecord, EventStatus, ItemError, NormalizedEvent, RawEvent};
+pub use path::{Path, PathError};
 pub use log::{ActionLog, ActionStatus, EventLog};
 pub use source::{
     DedupSettings, EnvironmentSettings, Mapping, PathSettings, SinkSettings, Source, Template,

@@ -1,1 +1,26 @@
-//! The source layer: envelopes, signature verification, normalization to the common format, identify merge. Pure.
+//! The source layer: everything Tributary knows about what senders put on the wire, as pure
+//! functions (no I/O, no clock: the caller passes "now").
+//!
+//! - [`request`]: a whole HTTP request → verified, decoded, split into items ([`Envelope`]).
+//! - [`normalize`]: one item → the common format ([`NormalizedEvent`]) or a typed refusal.
+//! - [`verify`]: signature schemes (Segment `X-Signature`, Standard Webhooks, shared secrets).
+//! - [`identify`]: traits → user fields, and the deep merge of user properties.
+//! - [`templates`]: the defaults a new source gets per template.
+//!
+//! The gateway uses `request` (and `normalize`, to key and count); the translator uses
+//! `normalize`; `tributary normalize` runs both exactly as they do.
+//!
+//! [`NormalizedEvent`]: tributary_model::NormalizedEvent
+
+pub mod error;
+pub mod identify;
+pub mod normalize;
+
+pub mod request;
+pub mod templates;
+pub mod timestamp;
+pub mod verify;
+
+pub use error::{ItemErrorCode, RequestError};
+pub use normalize::{normalize_item, NormalizeInput};
+pub use request::{parse_request, Envelope, Item, Request, Shape};

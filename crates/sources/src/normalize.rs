@@ -1,0 +1,321 @@
+//! One item → the common format, following the normalization contract
+//! (`shared/reference/normalization.md`). Decisions where the contract leaves room:
+//!
+//! - An item that is not an object is refused `not_an_object`; an object with neither a string
+//!   `type` nor a non-empty string `event` is refused `missing_type` (open point 1).
+//! - A present but non-string `type` counts as missing. A whitespace-only track `event` is kept
+//!   verbatim (only the empty string is missing).
+//! - `groupId` / `previousId` follow the id rules; a bad one is refused `invalid_group_id` /
+//!   `invalid_previous_id`, so the code names the field.
+//! - Booleans, objects and arrays as ids are `invalid_user_id`.
+//! - Non-object `properties` / `traits` become `{}` (open point 3): `data` is always an object.
+//! - Idempotency key: `messageId` (1-255 characters) first, then the `webhook-id` header
+//!   (open point 2).
+//! - Duplicate keys in an object: the last wins (open point 5), like `JSON.parse`.
+//! - For a batch item, batch-level `context`/`integrations` are merged one level down (the
+//!   item's own keys win) and `event` is the item after that merge, which is what the event
+//!   means; the log keeps the item's exact bytes besides.
+//! - Templated sources (hightouch, census, http) do not use the CDP identity rules: their type,
+//!   user id, timestamp, key and data come from the configured paths, and an item without a
+//!   user id is accepted (open point 4).
+
+use crate::error::ItemErrorCode;
+use crate::timestamp;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tributary_model::path::resolve;
+use tributary_model::{EnvironmentSettings, ItemError, NormalizedEvent, Template, VerificationScheme};
+
+/// Everything normalization depends on. No clock: `received_at` stands in for "now".
+pub struct NormalizeInput<'a> {
+    pub template: Template,
+    pub settings: &'a EnvironmentSettings,
+    pub item: &'a RawValue,
+    pub batch_context: Option<&'a RawValue>,
+    pub batch_integrations: Option<&'a RawValue>,
+    /// Request headers, lower-cased, credentials removed.
+    pub headers: &'a Map<String, Value>,
+    /// The type a tracking-API path implies (`/v1/track` → `track`), if the item has none.
+    pub implied_type: Option<&'a str>,
+    /// When the gateway received the request (ms); the event time when none parses.
+    pub received_at: i64,
+}
+
+const SPEC_TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
+
+/// Longest idempotency key kept (Knock's limit).
+pub const MAX_KEY_CHARS: usize = 255;
+
+pub fn normalize_item(input: &NormalizeInput<'_>) -> Result<NormalizedEvent, ItemError> {
+    let item: Value = serde_json::from_str(input.item.get())
+        .map_err(|e| ItemErrorCode::NotAnObject.with(format!("the item is not valid JSON: {e}")))?;
+    let Value::Object(mut obj) = item else {
+        return Err(ItemErrorCode::NotAnObject.with(format!("each item must be a JSON object, found {}", kind(&item))));
+    };
+    merge_batch_level(&mut obj, "context", input.batch_context);
+    merge_batch_level(&mut obj, "integrations", input.batch_integrations);
+    if input.template.is_cdp() {
+        normalize_cdp(input, obj)
+    } else {
+        normalize_templated(input, obj)
+    }
+}
+
+fn normalize_cdp(input: &NormalizeInput<'_>, obj: Map<String, Value>) -> Result<NormalizedEvent, ItemError> {
+    let event_str = obj.get("event").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let event_type = match obj.get("type").and_then(Value::as_str) {
+        Some(t) => t.to_lowercase(),
+        None => match (input.implied_type, event_str) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(_)) => "track".to_string(),
+            (None, None) => {
+                return Err(ItemErrorCode::MissingType.with("the item has neither a string `type` nor an `event` name"))
+            }
+        },
+    };
+
+    let name = match event_type.as_str() {
+        "track" => match event_str {
+            Some(e) => Some(e.to_string()),
+            None => return Err(ItemErrorCode::MissingEvent.with("a track call needs a non-empty string `event`")),
+        },
+        "page" | "screen" => non_empty_str(obj.get("name"))
+            .or_else(|| non_empty_str(obj.get("properties").and_then(|p| p.get("name"))))
+            .map(str::to_string),
+        _ => None,
+    };
+
+    let user_id = id_field(&obj, "userId", ItemErrorCode::InvalidUserId)?;
+    let anonymous_id = id_field(&obj, "anonymousId", ItemErrorCode::InvalidUserId)?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err(ItemErrorCode::MissingIdentity.with("the item has neither `userId` nor `anonymousId`"));
+    }
+    let group_id = match event_type.as_str() {
+        "group" => id_field(&obj, "groupId", ItemErrorCode::InvalidGroupId)?,
+        _ => None,
+    };
+    let previous_id = match event_type.as_str() {
+        "alias" => id_field(&obj, "previousId", ItemErrorCode::InvalidPreviousId)?,
+        _ => None,
+    };
+
+    let supported = SPEC_TYPES.contains(&event_type.as_str());
+    let data = match event_type.as_str() {
+        "track" | "page" | "screen" => object_or_empty(obj.get("properties")),
+        "identify" | "group" => traits(&obj, user_id.as_deref()),
+        "alias" => Map::new(),
+        _ => match present(obj.get("properties")).or_else(|| present(obj.get("traits"))) {
+            Some(v) => object_or_empty(Some(v)),
+            None => Map::new(),
+        },
+    };
+
+    let (timestamp, timestamp_source) = event_time(
+        ["timestamp", "originalTimestamp", "receivedAt"].iter().filter_map(|k| obj.get(*k)),
+        input.received_at,
+    );
+    let idempotency_key = message_id(&obj).or_else(|| webhook_id(input));
+
+    Ok(NormalizedEvent {
+        event_type,
+        name,
+        user_id,
+        anonymous_id,
+        data: Value::Object(data),
+        event: Value::Object(obj),
+        timestamp,
+        timestamp_source,
+        idempotency_key,
+        group_id,
+        previous_id,
+        unsupported: !supported,
+    })
+}
+
+fn normalize_templated(input: &NormalizeInput<'_>, obj: Map<String, Value>) -> Result<NormalizedEvent, ItemError> {
+    let paths = &input.settings.paths;
+    let body = Value::Object(obj);
+    let at = |path: Option<&str>| -> Option<&Value> { path.and_then(|p| lookup(p, &body, input.headers)) };
+
+    let event_type = match (&paths.fixed_type, paths.event_type.as_deref()) {
+        (Some(fixed), _) => fixed.clone(),
+        (None, Some(p)) => match at(Some(p)).and_then(scalar_string) {
+            Some(t) if !t.is_empty() => t,
+            _ => return Err(ItemErrorCode::MissingType.with(format!("no event type at `{p}`"))),
+        },
+        (None, None) => return Err(ItemErrorCode::MissingType.with("the source has neither a fixed type nor a type path")),
+    };
+    let name = at(paths.event_name.as_deref()).and_then(scalar_string).filter(|s| !s.is_empty());
+    let user_id = match at(paths.user_id.as_deref()) {
+        None => None,
+        Some(v) => id_value(v).map_err(|why| {
+            ItemErrorCode::InvalidUserId.with(format!("`{}` {why}", paths.user_id.as_deref().unwrap_or("")))
+        })?,
+    };
+    let data = match paths.data.as_deref() {
+        Some(p) => object_or_empty(at(Some(p))),
+        None => body.as_object().cloned().unwrap_or_default(),
+    };
+    let (timestamp, timestamp_source) = event_time(at(paths.timestamp.as_deref()), input.received_at);
+    let idempotency_key = at(paths.idempotency_key.as_deref())
+        .and_then(scalar_string)
+        .and_then(key_if_valid)
+        .or_else(|| webhook_id(input));
+
+    Ok(NormalizedEvent {
+        event_type,
+        name,
+        user_id,
+        anonymous_id: None,
+        data: Value::Object(data),
+        event: body,
+        timestamp,
+        timestamp_source,
+        idempotency_key,
+        group_id: None,
+        previous_id: None,
+        unsupported: false,
+    })
+}
+
+/// `body.x.y` or `headers.name` (header names are lower-cased, as stored).
+fn lookup<'a>(path: &str, body: &'a Value, headers: &'a Map<String, Value>) -> Option<&'a Value> {
+    let mut segs = path.split('.');
+    match segs.next()? {
+        "body" => resolve(body, segs),
+        "headers" => {
+            let name: Vec<&str> = segs.collect();
+            headers.get(&name.join(".").to_ascii_lowercase())
+        }
+        _ => None,
+    }
+}
+
+/// Merge batch-level `context`/`integrations` into the item, one level down; the item wins.
+fn merge_batch_level(obj: &mut Map<String, Value>, key: &str, batch: Option<&RawValue>) {
+    let Some(batch) = batch else { return };
+    let Ok(Value::Object(batch)) = serde_json::from_str::<Value>(batch.get()) else { return };
+    match obj.get_mut(key) {
+        Some(Value::Object(own)) => {
+            for (k, v) in batch {
+                own.entry(k).or_insert(v);
+            }
+        }
+        None | Some(Value::Null) => {
+            obj.insert(key.to_string(), Value::Object(batch));
+        }
+        Some(_) => {} // the item's own (odd) value wins
+    }
+}
+
+/// `traits`, else `context.traits` without the identity echoes RudderStack puts there.
+fn traits(obj: &Map<String, Value>, user_id: Option<&str>) -> Map<String, Value> {
+    match obj.get("traits") {
+        Some(Value::Null) | None => {}
+        Some(v) => return object_or_empty(Some(v)),
+    }
+    let Some(Value::Object(ctx)) = obj.get("context").and_then(|c| c.get("traits")) else {
+        return Map::new();
+    };
+    let mut t = ctx.clone();
+    t.remove("anonymousId");
+    for k in ["id", "userId"] {
+        let same = t.get(k).is_some_and(|v| id_value(v).ok().flatten().as_deref() == user_id && user_id.is_some());
+        if same {
+            t.remove(k);
+        }
+    }
+    t
+}
+
+/// The id rules (section 6) for a field of a CDP item.
+fn id_field(obj: &Map<String, Value>, key: &str, code: ItemErrorCode) -> Result<Option<String>, ItemError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(v) => id_value(v).map_err(|why| code.with(format!("`{key}` {why}"))),
+    }
+}
+
+/// A string (trimmed; empty = missing) or a JSON integer written with digits only, kept
+/// digit for digit. Anything else is refused with the reason.
+pub fn id_value(v: &Value) -> Result<Option<String>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            let t = s.trim();
+            Ok((!t.is_empty()).then(|| t.to_string()))
+        }
+        Value::Number(n) => {
+            let lexeme = n.to_string();
+            if !lexeme.is_empty() && lexeme.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(Some(lexeme))
+            } else {
+                Err(format!("must be a string or a whole non-negative number written with digits only, found {lexeme}"))
+            }
+        }
+        other => Err(format!("must be a string or a number, found {}", kind(other))),
+    }
+}
+
+fn event_time<'a>(candidates: impl IntoIterator<Item = &'a Value>, received_at: i64) -> (String, Option<String>) {
+    match candidates.into_iter().find_map(timestamp::parse) {
+        Some(ms) => (timestamp::format_ms(ms), None),
+        None => (timestamp::format_ms(received_at), Some("ingestion".to_string())),
+    }
+}
+
+fn message_id(obj: &Map<String, Value>) -> Option<String> {
+    obj.get("messageId").and_then(Value::as_str).and_then(|s| key_if_valid(s.to_string()))
+}
+
+fn key_if_valid(s: String) -> Option<String> {
+    let n = s.chars().count();
+    (1..=MAX_KEY_CHARS).contains(&n).then_some(s)
+}
+
+fn webhook_id(input: &NormalizeInput<'_>) -> Option<String> {
+    if input.settings.verification.scheme != VerificationScheme::StandardWebhooks {
+        return None;
+    }
+    input
+        .headers
+        .get("webhook-id")
+        .or_else(|| input.headers.get("svix-id"))
+        .and_then(Value::as_str)
+        .and_then(|s| key_if_valid(s.to_string()))
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn non_empty_str(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn present(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn object_or_empty(v: Option<&Value>) -> Map<String, Value> {
+    match v {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
