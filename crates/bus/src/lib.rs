@@ -1,1 +1,11 @@
-//! Kafka at the edges: topics, producer settings, consumer loop with at-least-once commits.
+//! Kafka at the edges: topic names, the producer (settings chosen on purpose, see
+//! [`producer`]), topic creation, and the consumer loop every stage runs ([`stage`]).
+
+pub mod producer;
+pub mod stage;
+pub mod topics;
+
+pub use producer::{Producer, ProduceError};
+pub use stage::{run_stage, Handler, Record, StageError, StageOptions};
+pub use producer::{worker_producer, ProducerSettings};
+pub use topics::{ensure_topics, Topics};

@@ -1,1 +1,85 @@
-//! Cassandra/ScyllaDB at the edges: schema, configuration store, event/action logs, users.
+//! Cassandra / ScyllaDB at the edges. Every statement here is plain CQL that both run
+//! unchanged: no materialized views, no secondary or SAI indexes, no `ALLOW FILTERING`;
+//! expiry by `USING TTL`; queries by partition key, newest first by clustering order.
+//!
+//! - [`schema`]: keyspace and tables, created idempotently by `tributary migrate`.
+//! - [`config`]: sources, environments, per-environment settings, mappings.
+//! - [`logs`]: event logs and action logs, with their timelines for listing.
+//! - [`entities`]: users and tenants (identify / set_tenant), and dedup keys.
+
+pub mod config;
+pub mod entities;
+pub mod logs;
+pub mod schema;
+
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer: worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row holds something this code cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    pub replication: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// A connected store with its statements prepared.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) session: Arc<Session>,
+    pub(crate) ks: String,
+    pub(crate) stmts: Arc<schema::Statements>,
+}
+
+impl Store {
+    /// Connect, create the schema if missing (idempotent), prepare statements.
+    pub async fn connect(s: &StoreSettings) -> Result<Store, StoreError> {
+        let mut b = SessionBuilder::new().known_nodes(&s.nodes);
+        if let (Some(u), Some(p)) = (&s.username, &s.password) {
+            b = b.user(u, p);
+        }
+        let session = b.build().await.map_err(unavailable)?;
+        schema::migrate(&session, &s.keyspace, &s.replication).await?;
+        let stmts = schema::Statements::prepare(&session, &s.keyspace).await?;
+        Ok(Store { session: Arc::new(session), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
+    }
+
+    pub fn keyspace(&self) -> &str {
+        &self.ks
+    }
+
+    /// Does the database answer?
+    pub async fn ping(&self) -> bool {
+        self.session.query_unpaged("SELECT release_version FROM system.local", &[]).await.is_ok()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn day_of(ms: i64) -> i32 {
+    (ms.div_euclid(86_400_000)) as i32
+}

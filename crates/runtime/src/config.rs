@@ -1,0 +1,297 @@
+//! Configuration: one TOML file, then `TRIBUTARY_<SECTION>_<KEY>` environment variables on
+//! top (`TRIBUTARY_KAFKA_BROKERS=host:9092`, `TRIBUTARY_ADMIN_TOKEN=...`). Unknown keys and
+//! bad values stop the process at start with a message naming the key, before anything
+//! connects anywhere.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub cassandra: CassandraConfig,
+    pub gateway: GatewayConfig,
+    pub admin: AdminConfig,
+    pub workers: WorkersConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Topic names are `{prefix}.raw`, `{prefix}.normalized`, `{prefix}.actions`,
+    /// `{prefix}.triggers`, `{prefix}.dead-letter`.
+    pub topic_prefix: String,
+    /// Partitions of each topic `migrate` creates: the most consumers one stage can use.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Consumer group prefix: groups are `{group_prefix}-{stage}`.
+    pub group_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CassandraConfig {
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// CQL replication map, e.g. `{'class': 'NetworkTopologyStrategy', 'dc1': 3}` in production.
+    pub replication: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Largest body accepted, before and after decompression.
+    pub max_body_bytes: usize,
+    /// Most produce requests in flight in the producer before new requests get 503.
+    pub max_queue_messages: usize,
+    /// How long a request waits for Kafka before it answers 503.
+    pub produce_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for every admin endpoint. Required when the admin role runs.
+    pub token: String,
+    /// Base URL shown in ingest URLs (what senders are told to post to).
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Health and metrics endpoint of the translator/mapper/executor roles.
+    pub health_listen: SocketAddr,
+    /// How often the configuration (sources, mappings) is reloaded.
+    pub config_refresh_ms: u64,
+    /// Attempts at a record before it goes to the dead-letter topic.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter directive (overridden by RUST_LOG).
+    pub level: String,
+    /// `json` or `text`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig::default(),
+            cassandra: CassandraConfig::default(),
+            gateway: GatewayConfig::default(),
+            admin: AdminConfig::default(),
+            workers: WorkersConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: "tributary".into(),
+            partitions: 12,
+            replication_factor: 1,
+            group_prefix: "tributary".into(),
+        }
+    }
+}
+
+impl Default for CassandraConfig {
+    fn default() -> Self {
+        CassandraConfig {
+            nodes: vec!["127.0.0.1:9042".into()],
+            keyspace: "tributary".into(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_queue_messages: 100_000,
+            produce_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:8081".parse().unwrap(),
+            token: String::new(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { health_listen: "127.0.0.1:9100".parse().unwrap(), config_refresh_ms: 2_000, max_attempts: 5 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: "json".into() }
+    }
+}
+
+const SECTIONS: [&str; 6] = ["kafka", "cassandra", "gateway", "admin", "workers", "log"];
+
+impl Config {
+    /// Load `path` (if given), then apply `TRIBUTARY_*` variables from `env`.
+    pub fn load(path: Option<&str>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid(format!("{p}: {e}")))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("TRIBUTARY_") else { continue };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                return Err(ConfigError::Invalid(format!("{name}: expected TRIBUTARY_<SECTION>_<KEY>")));
+            };
+            if !SECTIONS.contains(&section) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: unknown section `{section}` (expected one of {})",
+                    SECTIONS.join(", ")
+                )));
+            }
+            let value = parse_env_value(&raw);
+            let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key.to_string(), value);
+                }
+                _ => return Err(ConfigError::Invalid(format!("`{section}` must be a table"))),
+            }
+        }
+        let cfg: Config = Config::deserialize(table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |k: &str, m: &str| Err(ConfigError::Invalid(format!("{k}: {m}")));
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must name at least one broker");
+        }
+        if self.kafka.topic_prefix.is_empty() || !self.kafka.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return bad("kafka.topic_prefix", "must be non-empty and use only letters, digits, `.`, `_`, `-`");
+        }
+        if self.kafka.partitions < 1 {
+            return bad("kafka.partitions", "must be at least 1");
+        }
+        if self.cassandra.nodes.is_empty() {
+            return bad("cassandra.nodes", "must name at least one node");
+        }
+        if self.cassandra.keyspace.is_empty() || !self.cassandra.keyspace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return bad("cassandra.keyspace", "must be non-empty and use only letters, digits and `_`");
+        }
+        if self.gateway.max_body_bytes < 1024 {
+            return bad("gateway.max_body_bytes", "must be at least 1024");
+        }
+        if !["json", "text"].contains(&self.log.format.as_str()) {
+            return bad("log.format", "must be `json` or `text`");
+        }
+        if self.workers.max_attempts == 0 {
+            return bad("workers.max_attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The admin role refuses to start without a token worth the name.
+    pub fn require_admin_token(&self) -> Result<(), ConfigError> {
+        if self.admin.token.len() < 16 {
+            return Err(ConfigError::Invalid("admin.token: must be set, at least 16 characters (TRIBUTARY_ADMIN_TOKEN)".into()));
+        }
+        Ok(())
+    }
+
+    pub fn topic(&self, stage: &str) -> String {
+        format!("{}.{stage}", self.kafka.topic_prefix)
+    }
+
+    pub fn group(&self, stage: &str) -> String {
+        format!("{}-{stage}", self.kafka.group_prefix)
+    }
+}
+
+/// An environment value as TOML when it reads as one (`5`, `true`, `["a", "b"]`), else as a
+/// plain string (so `127.0.0.1:9092` needs no quotes).
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_types_parse() {
+        let dir = std::env::temp_dir().join(format!("trib-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "[kafka]\nbrokers = \"a:1\"\npartitions = 3\n").unwrap();
+        let c = Config::load(
+            Some(f.to_str().unwrap()),
+            env(&[("TRIBUTARY_KAFKA_BROKERS", "b:2"), ("TRIBUTARY_CASSANDRA_NODES", "[\"x:9042\"]"), ("PATH", "/bin")]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "b:2");
+        assert_eq!(c.kafka.partitions, 3);
+        assert_eq!(c.cassandra.nodes, vec!["x:9042".to_string()]);
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let e = Config::load(None, env(&[("TRIBUTARY_KAFKA_BROKRES", "x")])).unwrap_err().to_string();
+        assert!(e.contains("brokres"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_NOPE_X", "1")])).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_KAFKA_PARTITIONS", "0")])).unwrap_err().to_string();
+        assert!(e.contains("kafka.partitions"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_GATEWAY_LISTEN", "nowhere")])).unwrap_err().to_string();
+        assert!(e.contains("listen") || e.contains("address"), "{e}");
+        assert!(Config::load(None, env(&[])).unwrap().require_admin_token().is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! The configuration store: environments, sources, their per-environment settings, mappings.
+//! Workers and the gateway read it whole into memory ([`Snapshot`]) every few seconds, so no
+//! hot path waits on the database for configuration.
+
+use crate::{now_ms, unavailable, Store, StoreError};
+use std::collections::HashMap;
+use tributary_model::{EnvironmentSettings, Mapping, Source, Template};
+
+/// Everything the pipeline needs to know about configuration, at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub sources: HashMap<String, Source>,
+    /// (source, environment) → settings
+    pub settings: HashMap<(String, String), EnvironmentSettings>,
+    /// (source, environment) → mappings, in creation order
+    pub mappings: HashMap<(String, String), Vec<Mapping>>,
+}
+
+impl Snapshot {
+    /// The settings an ingest token opens: the current token, or a rotated-out one still inside
+    /// its grace period (`now_ms`).
+    pub fn by_token(&self, token: &str, now_ms: i64) -> Option<&EnvironmentSettings> {
+        self.settings.values().find(|s| {
+            s.token == token
+                || (s.previous_token.as_deref() == Some(token) && s.previous_token_expires_at.is_some_and(|t| t > now_ms))
+        })
+    }
+
+    pub fn settings_for(&self, source: &str, environment: &str) -> Option<&EnvironmentSettings> {
+        self.settings.get(&(source.to_string(), environment.to_string()))
+    }
+
+    pub fn mappings_for(&self, source: &str, environment: &str) -> &[Mapping] {
+        self.mappings.get(&(source.to_string(), environment.to_string())).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+impl Store {
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let ks = &self.ks;
+        let mut snap = Snapshot::default();
+        for s in self.list_sources().await? {
+            snap.sources.insert(s.key.clone(), s);
+        }
+        let rows = self
+            .session
+            .query_unpaged(format!("SELECT settings FROM {ks}.source_environments"), &[])
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        for r in rows.rows::<(String,)>().map_err(unavailable)? {
+            let (json,) = r.map_err(unavailable)?;
+            let s: EnvironmentSettings = serde_json::from_str(&json).map_err(|e| corrupt("settings", e))?;
+            snap.settings.insert((s.source.clone(), s.environment.clone()), s);
+        }
+        let rows = self
+            .session
+            .query_unpaged(format!("SELECT body FROM {ks}.mappings"), &[])
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        for r in rows.rows::<(String,)>().map_err(unavailable)? {
+            let (json,) = r.map_err(unavailable)?;
+            let m: Mapping = serde_json::from_str(&json).map_err(|e| corrupt("mapping", e))?;
+            snap.mappings.entry((m.source.clone(), m.environment.clone())).or_default().push(m);
+        }
+        for list in snap.mappings.values_mut() {
+            list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        }
+        Ok(snap)
+    }
+
+    // ---- environments
+
+    pub async fn list_environments(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .session
+            .query_unpaged(format!("SELECT name FROM {}.environments", self.ks), &[])
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let mut out: Vec<String> = rows.rows::<(String,)>().map_err(unavailable)?.filter_map(|r| r.ok().map(|t| t.0)).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    pub async fn put_environment(&self, name: &str) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged(format!("INSERT INTO {}.environments (name, created_at) VALUES (?, ?)", self.ks), (name, now_ms()))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn delete_environment(&self, name: &str) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged(format!("DELETE FROM {}.environments WHERE name = ?", self.ks), (name,))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// `development` and `production` exist from the start.
+    pub async fn ensure_default_environments(&self) -> Result<(), StoreError> {
+        let have = self.list_environments().await?;
+        for env in ["development", "production"] {
+            if !have.iter().any(|e| e == env) {
+                self.put_environment(env).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- sources
+
+    pub async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
+        let rows = self
+            .session
+            .query_unpaged(format!("SELECT key, name, template, created_at FROM {}.sources", self.ks), &[])
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for r in rows.rows::<(String, Option<String>, String, Option<i64>)>().map_err(unavailable)? {
+            let (key, name, template, created_at) = r.map_err(unavailable)?;
+            let template: Template = template.parse().map_err(|e: String| corrupt("source", e))?;
+            out.push(Source { name: name.unwrap_or_else(|| key.clone()), key, template, created_at: created_at.unwrap_or(0) });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    pub async fn get_source(&self, key: &str) -> Result<Option<Source>, StoreError> {
+        Ok(self.list_sources().await?.into_iter().find(|s| s.key == key))
+    }
+
+    pub async fn put_source(&self, s: &Source) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged(
+                format!("INSERT INTO {}.sources (key, name, template, created_at) VALUES (?, ?, ?, ?)", self.ks),
+                (&s.key, &s.name, s.template.as_str(), s.created_at),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Delete a source with its settings and mappings in every environment.
+    pub async fn delete_source(&self, key: &str) -> Result<(), StoreError> {
+        for env in self.list_environments().await? {
+            self.session
+                .query_unpaged(format!("DELETE FROM {}.mappings WHERE source = ? AND environment = ?", self.ks), (key, &env))
+                .await
+                .map_err(unavailable)?;
+        }
+        self.session
+            .query_unpaged(format!("DELETE FROM {}.source_environments WHERE source = ?", self.ks), (key,))
+            .await
+            .map_err(unavailable)?;
+        self.session
+            .query_unpaged(format!("DELETE FROM {}.sources WHERE key = ?", self.ks), (key,))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    // ---- settings
+
+    pub async fn put_settings(&self, s: &EnvironmentSettings) -> Result<(), StoreError> {
+        let json = serde_json::to_string(s).map_err(|e| corrupt("settings", e))?;
+        self.session
+            .query_unpaged(
+                format!("INSERT INTO {}.source_environments (source, environment, settings, updated_at) VALUES (?, ?, ?, ?)", self.ks),
+                (&s.source, &s.environment, json, now_ms()),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn list_settings(&self, source: &str) -> Result<Vec<EnvironmentSettings>, StoreError> {
+        let rows = self
+            .session
+            .query_unpaged(format!("SELECT settings FROM {}.source_environments WHERE source = ?", self.ks), (source,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for r in rows.rows::<(String,)>().map_err(unavailable)? {
+            let (json,) = r.map_err(unavailable)?;
+            out.push(serde_json::from_str(&json).map_err(|e| corrupt("settings", e))?);
+        }
+        Ok(out)
+    }
+
+    pub async fn get_settings(&self, source: &str, environment: &str) -> Result<Option<EnvironmentSettings>, StoreError> {
+        Ok(self.list_settings(source).await?.into_iter().find(|s| s.environment == environment))
+    }
+
+    // ---- mappings
+
+    pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
+        let json = serde_json::to_string(m).map_err(|e| corrupt("mapping", e))?;
+        self.session
+            .query_unpaged(
+                format!("INSERT INTO {}.mappings (source, environment, id, body) VALUES (?, ?, ?, ?)", self.ks),
+                (&m.source, &m.environment, &m.id, json),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn list_mappings(&self, source: &str, environment: &str) -> Result<Vec<Mapping>, StoreError> {
+        let rows = self
+            .session
+            .query_unpaged(
+                format!("SELECT body FROM {}.mappings WHERE source = ? AND environment = ?", self.ks),
+                (source, environment),
+            )
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let mut out: Vec<Mapping> = Vec::new();
+        for r in rows.rows::<(String,)>().map_err(unavailable)? {
+            let (json,) = r.map_err(unavailable)?;
+            out.push(serde_json::from_str(&json).map_err(|e| corrupt("mapping", e))?);
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    pub async fn delete_mapping(&self, source: &str, environment: &str, id: &str) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged(
+                format!("DELETE FROM {}.mappings WHERE source = ? AND environment = ? AND id = ?", self.ks),
+                (source, environment, id),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,296 @@
+//! Event logs and action logs. Each is written with a TTL from the environment's retention,
+//! once to its own table (keyed by id, so a retried write is an idempotent upsert) and once to
+//! a timeline partition `(environment, day)` that lists newest first.
+
+use crate::{day_of, now_ms, unavailable, Store, StoreError};
+use serde_json::Value;
+use tributary_model::{ActionLog, EventLog};
+
+fn to_json(v: &Value) -> String {
+    v.to_string()
+}
+
+fn from_json(s: Option<String>) -> Option<Value> {
+    s.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+#[derive(scylla::DeserializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct EventRow {
+    event_id: String,
+    request_id: Option<String>,
+    environment: Option<String>,
+    source: Option<String>,
+    event_type: Option<String>,
+    name: Option<String>,
+    user_id: Option<String>,
+    status: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    verification: Option<String>,
+    raw: Option<String>,
+    normalized: Option<String>,
+    duplicate_of: Option<String>,
+    received_at: Option<i64>,
+    inserted_at: Option<i64>,
+    ttl: Option<i32>,
+}
+
+#[derive(scylla::SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct EventInsert<'a> {
+    event_id: &'a str,
+    request_id: &'a str,
+    environment: &'a str,
+    source: &'a str,
+    event_type: Option<&'a str>,
+    name: Option<&'a str>,
+    user_id: Option<&'a str>,
+    status: &'a str,
+    error_code: Option<&'a str>,
+    error_message: Option<&'a str>,
+    verification: &'a str,
+    raw: String,
+    normalized: Option<String>,
+    duplicate_of: Option<&'a str>,
+    received_at: i64,
+    inserted_at: i64,
+    ttl: i32,
+}
+
+type ActionRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i32>,
+);
+
+/// Summary row of the event timeline (for listings).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventSummary {
+    pub event_id: String,
+    pub received_at: i64,
+    pub source: Option<String>,
+    pub event_type: Option<String>,
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub status: Option<String>,
+}
+
+impl Store {
+    pub async fn write_event_log(&self, log: &EventLog, ttl_secs: i32) -> Result<(), StoreError> {
+        let st = &self.stmts;
+        let normalized = log.normalized.as_ref().map(to_json);
+        self.session
+            .execute_unpaged(
+                &st.insert_event_log,
+                EventInsert {
+                    event_id: &log.event_id,
+                    request_id: &log.request_id,
+                    environment: &log.environment,
+                    source: &log.source,
+                    event_type: log.event_type.as_deref(),
+                    name: log.name.as_deref(),
+                    user_id: log.user_id.as_deref(),
+                    status: &log.status,
+                    error_code: log.error_code.as_deref(),
+                    error_message: log.error_message.as_deref(),
+                    verification: &log.verification,
+                    raw: to_json(&log.raw),
+                    normalized,
+                    duplicate_of: log.duplicate_of.as_deref(),
+                    received_at: log.received_at,
+                    inserted_at: log.inserted_at,
+                    ttl: ttl_secs,
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        self.session
+            .execute_unpaged(
+                &st.insert_event_timeline,
+                (
+                    &log.environment,
+                    day_of(log.received_at),
+                    log.received_at,
+                    &log.event_id,
+                    &log.source,
+                    &log.event_type,
+                    &log.name,
+                    &log.user_id,
+                    &log.status,
+                    ttl_secs,
+                ),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn get_event_log(&self, event_id: &str) -> Result<Option<EventLog>, StoreError> {
+        let q = format!(
+            "SELECT event_id, request_id, environment, source, event_type, name, user_id, status, error_code, error_message, \
+             verification, raw, normalized, duplicate_of, received_at, inserted_at, TTL(status) FROM {}.event_logs WHERE event_id = ?",
+            self.ks
+        );
+        let rows = self.session.query_unpaged(q, (event_id,)).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let Some(r) = rows.maybe_first_row::<EventRow>().map_err(unavailable)? else { return Ok(None) };
+        let s = |o: Option<String>| o.unwrap_or_default();
+        Ok(Some(EventLog {
+            event_id: r.event_id,
+            request_id: s(r.request_id),
+            environment: s(r.environment),
+            source: s(r.source),
+            event_type: r.event_type,
+            name: r.name,
+            user_id: r.user_id,
+            status: s(r.status),
+            error_code: r.error_code,
+            error_message: r.error_message,
+            verification: s(r.verification),
+            raw: from_json(r.raw).unwrap_or(Value::Null),
+            normalized: from_json(r.normalized),
+            duplicate_of: r.duplicate_of,
+            received_at: r.received_at.unwrap_or(0),
+            inserted_at: r.inserted_at.unwrap_or(0),
+            ttl: r.ttl,
+        }))
+    }
+
+    /// Newest first, one day partition at a time, from `day` backwards over `days` days.
+    pub async fn list_event_summaries(&self, environment: &str, from_ms: i64, days: i32, limit: usize) -> Result<Vec<EventSummary>, StoreError> {
+        let q = format!(
+            "SELECT event_id, received_at, source, event_type, name, user_id, status FROM {}.event_log_timeline \
+             WHERE environment = ? AND day = ? AND received_at <= ? LIMIT ?",
+            self.ks
+        );
+        let mut out = Vec::new();
+        let start = day_of(from_ms);
+        for d in (start - days + 1..=start).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let rows = self
+                .session
+                .query_unpaged(q.clone(), (environment, d, from_ms, (limit - out.len()) as i32))
+                .await
+                .map_err(unavailable)?
+                .into_rows_result()
+                .map_err(unavailable)?;
+            for r in rows
+                .rows::<(String, i64, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)>()
+                .map_err(unavailable)?
+            {
+                let r = r.map_err(unavailable)?;
+                out.push(EventSummary { event_id: r.0, received_at: r.1, source: r.2, event_type: r.3, name: r.4, user_id: r.5, status: r.6 });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn write_action_log(&self, log: &ActionLog, workflow: Option<&str>, ttl_secs: i32) -> Result<(), StoreError> {
+        let st = &self.stmts;
+        self.session
+            .execute_unpaged(
+                &st.insert_action_log,
+                (
+                    &log.event_id,
+                    &log.action_id,
+                    &log.mapping_id,
+                    &log.environment,
+                    &log.source,
+                    &log.action_type,
+                    &log.status,
+                    to_json(&log.parameters),
+                    log.payload.as_ref().map(to_json),
+                    log.result.as_ref().map(to_json),
+                    &log.error,
+                    log.attempts,
+                    &log.replay_of,
+                    log.inserted_at,
+                    log.updated_at,
+                    ttl_secs,
+                ),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.session
+            .execute_unpaged(
+                &st.insert_action_timeline,
+                (
+                    &log.environment,
+                    day_of(log.inserted_at),
+                    log.inserted_at,
+                    &log.action_id,
+                    &log.event_id,
+                    &log.source,
+                    &log.action_type,
+                    &log.status,
+                    workflow,
+                    ttl_secs,
+                ),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// (status, attempts, inserted_at) of an action, if it was logged before.
+    pub async fn action_status(&self, event_id: &str, action_id: &str) -> Result<Option<(String, i32, i64)>, StoreError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.stmts.select_action_status, (event_id, action_id))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let r = rows.maybe_first_row::<(Option<String>, Option<i32>, Option<i64>)>().map_err(unavailable)?;
+        Ok(r.map(|(s, a, t)| (s.unwrap_or_default(), a.unwrap_or(0), t.unwrap_or_else(now_ms))))
+    }
+
+    pub async fn action_logs_for_event(&self, event_id: &str) -> Result<Vec<ActionLog>, StoreError> {
+        let q = format!(
+            "SELECT event_id, action_id, mapping_id, environment, source, action_type, status, parameters, payload, result, \
+             error, attempts, replay_of, inserted_at, updated_at, TTL(status) FROM {}.action_logs WHERE event_id = ?",
+            self.ks
+        );
+        let rows = self.session.query_unpaged(q, (event_id,)).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let mut out = Vec::new();
+        for r in rows.rows::<ActionRow>().map_err(unavailable)? {
+            let r = r.map_err(unavailable)?;
+            let s = |o: Option<String>| o.unwrap_or_default();
+            out.push(ActionLog {
+                event_id: r.0,
+                action_id: r.1,
+                mapping_id: s(r.2),
+                environment: s(r.3),
+                source: s(r.4),
+                action_type: s(r.5),
+                status: s(r.6),
+                parameters: from_json(r.7).unwrap_or(Value::Null),
+                payload: from_json(r.8),
+                result: from_json(r.9),
+                error: r.10,
+                attempts: r.11.unwrap_or(0),
+                replay_of: r.12,
+                inserted_at: r.13.unwrap_or(0),
+                updated_at: r.14.unwrap_or(0),
+                ttl: r.15,
+            });
+        }
+        out.sort_by_key(|a| (a.inserted_at, a.action_id.clone()));
+        Ok(out)
+    }
+}

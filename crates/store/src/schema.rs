@@ -1,0 +1,112 @@
+//! The schema, and the prepared statements of the hot paths.
+
+use crate::{unavailable, StoreError};
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+
+/// Tables, in creation order. `{ks}` is replaced by the keyspace.
+pub const TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {ks}.environments (name text PRIMARY KEY, created_at bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.sources (key text PRIMARY KEY, name text, template text, created_at bigint)",
+    // settings: JSON of tributary_model::EnvironmentSettings
+    "CREATE TABLE IF NOT EXISTS {ks}.source_environments (source text, environment text, settings text, updated_at bigint, PRIMARY KEY (source, environment))",
+    // body: JSON of tributary_model::Mapping
+    "CREATE TABLE IF NOT EXISTS {ks}.mappings (source text, environment text, id text, body text, PRIMARY KEY ((source, environment), id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.event_logs (event_id text PRIMARY KEY, request_id text, environment text, source text, \
+     event_type text, name text, user_id text, status text, error_code text, error_message text, verification text, \
+     raw text, normalized text, duplicate_of text, received_at bigint, inserted_at bigint)",
+    // one partition per environment and day, newest first: the listing of event logs
+    "CREATE TABLE IF NOT EXISTS {ks}.event_log_timeline (environment text, day int, received_at bigint, event_id text, \
+     source text, event_type text, name text, user_id text, status text, \
+     PRIMARY KEY ((environment, day), received_at, event_id)) WITH CLUSTERING ORDER BY (received_at DESC, event_id ASC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.action_logs (event_id text, action_id text, mapping_id text, environment text, source text, \
+     action_type text, status text, parameters text, payload text, result text, error text, attempts int, replay_of text, \
+     inserted_at bigint, updated_at bigint, PRIMARY KEY (event_id, action_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.action_log_timeline (environment text, day int, inserted_at bigint, action_id text, \
+     event_id text, source text, action_type text, status text, workflow text, \
+     PRIMARY KEY ((environment, day), inserted_at, action_id)) WITH CLUSTERING ORDER BY (inserted_at DESC, action_id ASC)",
+    // one partition per user: identify is a read-merge-write of one row
+    "CREATE TABLE IF NOT EXISTS {ks}.users (environment text, user_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, user_id)))",
+    "CREATE TABLE IF NOT EXISTS {ks}.tenants (environment text, tenant_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, tenant_id)))",
+    // idempotency keys, expiring with the dedup window
+    "CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (environment text, source text, key text, event_id text, PRIMARY KEY ((environment, source, key)))",
+];
+
+/// Create the keyspace and tables if they are missing. Safe to run from every process.
+pub async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<(), StoreError> {
+    session
+        .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"), &[])
+        .await
+        .map_err(unavailable)?;
+    for t in TABLES {
+        session.query_unpaged(t.replace("{ks}", ks), &[]).await.map_err(unavailable)?;
+    }
+    session.await_schema_agreement().await.map_err(unavailable)?;
+    Ok(())
+}
+
+pub struct Statements {
+    pub insert_event_log: PreparedStatement,
+    pub insert_event_timeline: PreparedStatement,
+    pub insert_action_log: PreparedStatement,
+    pub insert_action_timeline: PreparedStatement,
+    pub select_action_status: PreparedStatement,
+    pub select_user: PreparedStatement,
+    pub upsert_user: PreparedStatement,
+    pub select_tenant: PreparedStatement,
+    pub upsert_tenant: PreparedStatement,
+    pub select_dedup: PreparedStatement,
+    pub insert_dedup: PreparedStatement,
+}
+
+impl Statements {
+    pub async fn prepare(s: &Session, ks: &str) -> Result<Self, StoreError> {
+        let p = |q: String| async move { s.prepare(q).await.map_err(unavailable) };
+        Ok(Statements {
+            insert_event_log: p(format!(
+                "INSERT INTO {ks}.event_logs (event_id, request_id, environment, source, event_type, name, user_id, status, \
+                 error_code, error_message, verification, raw, normalized, duplicate_of, received_at, inserted_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            insert_event_timeline: p(format!(
+                "INSERT INTO {ks}.event_log_timeline (environment, day, received_at, event_id, source, event_type, name, user_id, status) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            insert_action_log: p(format!(
+                "INSERT INTO {ks}.action_logs (event_id, action_id, mapping_id, environment, source, action_type, status, \
+                 parameters, payload, result, error, attempts, replay_of, inserted_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            insert_action_timeline: p(format!(
+                "INSERT INTO {ks}.action_log_timeline (environment, day, inserted_at, action_id, event_id, source, action_type, status, workflow) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            select_action_status: p(format!(
+                "SELECT status, attempts, inserted_at FROM {ks}.action_logs WHERE event_id = ? AND action_id = ?"
+            ))
+            .await?,
+            select_user: p(format!("SELECT properties FROM {ks}.users WHERE environment = ? AND user_id = ?")).await?,
+            upsert_user: p(format!(
+                "INSERT INTO {ks}.users (environment, user_id, properties, updated_at) VALUES (?, ?, ?, ?)"
+            ))
+            .await?,
+            select_tenant: p(format!("SELECT properties FROM {ks}.tenants WHERE environment = ? AND tenant_id = ?")).await?,
+            upsert_tenant: p(format!(
+                "INSERT INTO {ks}.tenants (environment, tenant_id, properties, updated_at) VALUES (?, ?, ?, ?)"
+            ))
+            .await?,
+            select_dedup: p(format!(
+                "SELECT event_id FROM {ks}.dedup_keys WHERE environment = ? AND source = ? AND key = ?"
+            ))
+            .await?,
+            insert_dedup: p(format!(
+                "INSERT INTO {ks}.dedup_keys (environment, source, key, event_id) VALUES (?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+        })
+    }
+}
