@@ -1,1 +1,24 @@
-//! The control plane: admin HTTP API over the configuration store and the logs.
+//! The control plane: an admin HTTP API over the configuration store and the logs. Every
+//! endpoint but the health ones requires `Authorization: Bearer <admin.token>`.
+
+mod api;
+mod error;
+
+pub use api::{router, AdminState};
+pub use error::ApiError;
+
+use std::sync::Arc;
+use tributary_runtime::config::Config;
+use tributary_runtime::{Readiness, Shutdown};
+use tributary_store::Store;
+
+pub async fn run(cfg: &Config, store: Store, readiness: Readiness, shutdown: Shutdown) -> Result<(), String> {
+    let state = Arc::new(AdminState { store, token: cfg.admin.token.clone(), public_url: cfg.admin.public_url.clone() });
+    readiness.set("admin", true);
+    let listener = tokio::net::TcpListener::bind(cfg.admin.listen).await.map_err(|e| format!("bind {}: {e}", cfg.admin.listen))?;
+    tracing::info!(addr = %cfg.admin.listen, "admin API listening");
+    axum::serve(listener, router(state, readiness))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+        .map_err(|e| e.to_string())
+}

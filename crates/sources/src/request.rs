@@ -169,3 +169,14 @@ pub fn keepable_headers(settings: &EnvironmentSettings, headers: &[(String, Stri
 pub fn header<'a>(headers: &'a [(String, String)], lower_name: &str) -> Option<&'a str> {
     Headers::get(headers, lower_name)
 }
+
+/// The status the gateway answers once every item is durably stored: 400 when the request was
+/// one event and it was refused; 200 when some items of a batch were refused (the body counts
+/// them); 202 when everything was accepted (also for an empty batch).
+pub fn status_for(shape: Shape, rejected: usize) -> u16 {
+    match (shape, rejected) {
+        (Shape::Single, r) if r > 0 => 400,
+        (_, 0) => 202,
+        _ => 200,
+    }
+}

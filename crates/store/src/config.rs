@@ -14,16 +14,30 @@ pub struct Snapshot {
     pub settings: HashMap<(String, String), EnvironmentSettings>,
     /// (source, environment) → mappings, in creation order
     pub mappings: HashMap<(String, String), Vec<Mapping>>,
+    /// ingest token → (source, environment), current and rotated-out tokens alike
+    pub tokens: HashMap<String, (String, String)>,
 }
 
 impl Snapshot {
     /// The settings an ingest token opens: the current token, or a rotated-out one still inside
     /// its grace period (`now_ms`).
     pub fn by_token(&self, token: &str, now_ms: i64) -> Option<&EnvironmentSettings> {
-        self.settings.values().find(|s| {
-            s.token == token
-                || (s.previous_token.as_deref() == Some(token) && s.previous_token_expires_at.is_some_and(|t| t > now_ms))
-        })
+        let s = self.settings.get(self.tokens.get(token)?)?;
+        let current = s.token == token;
+        let in_grace =
+            s.previous_token.as_deref() == Some(token) && s.previous_token_expires_at.is_some_and(|t| t > now_ms);
+        (current || in_grace).then_some(s)
+    }
+
+    /// Build the token index (after `settings` changed).
+    pub fn index(&mut self) {
+        self.tokens.clear();
+        for (k, s) in &self.settings {
+            self.tokens.insert(s.token.clone(), k.clone());
+            if let Some(prev) = &s.previous_token {
+                self.tokens.insert(prev.clone(), k.clone());
+            }
+        }
     }
 
     pub fn settings_for(&self, source: &str, environment: &str) -> Option<&EnvironmentSettings> {
@@ -73,6 +87,7 @@ impl Store {
         for list in snap.mappings.values_mut() {
             list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         }
+        snap.index();
         Ok(snap)
     }
 

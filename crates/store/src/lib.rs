@@ -7,10 +7,15 @@
 //! - [`logs`]: event logs and action logs, with their timelines for listing.
 //! - [`entities`]: users and tenants (identify / set_tenant), and dedup keys.
 
+pub mod cache;
 pub mod config;
 pub mod entities;
 pub mod logs;
 pub mod schema;
+
+pub use cache::ConfigCache;
+pub use config::Snapshot;
+pub use entities::Claim;
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;

@@ -1,1 +1,62 @@
-fn main() {}
+//! `tributary`: one binary, a subcommand per role. Roles talk only through Kafka and the
+//! database, so each can run as its own process and scale alone; `all` runs every role in
+//! one process for small installs and tests.
+
+mod normalize_cmd;
+mod roles;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tributary_runtime::Config;
+
+#[derive(Parser)]
+#[command(name = "tributary", version, about = "Customer data in, notification actions out")]
+struct Cli {
+    /// TOML configuration file; TRIBUTARY_<SECTION>_<KEY> variables override it.
+    #[arg(long, short, global = true, env = "TRIBUTARY_CONFIG")]
+    config: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the keyspace, tables, topics and default environments (idempotent).
+    Migrate,
+    /// HTTP ingestion: /integrations/receive/{token} and the Segment tracking API.
+    Gateway,
+    /// Raw items → normalized events.
+    Translator,
+    /// Normalized events → action plans.
+    Mapper,
+    /// Action plans → logs, users, workflow triggers.
+    Executor,
+    /// The admin API.
+    Admin,
+    /// Every role in one process.
+    All,
+    /// Run a request body through the gateway's and translator's code and print the result.
+    Normalize(normalize_cmd::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Normalize(args) = &cli.command {
+        return normalize_cmd::run(args);
+    }
+    let cfg = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration")?;
+    tributary_runtime::logging::init(&cfg.log);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Migrate => roles::migrate(&cfg).await,
+            Command::Gateway => roles::run(&cfg, &[roles::Role::Gateway]).await,
+            Command::Translator => roles::run(&cfg, &[roles::Role::Translator]).await,
+            Command::Mapper => roles::run(&cfg, &[roles::Role::Mapper]).await,
+            Command::Executor => roles::run(&cfg, &[roles::Role::Executor]).await,
+            Command::Admin => roles::run(&cfg, &[roles::Role::Admin]).await,
+            Command::All => roles::run(&cfg, &roles::Role::ALL).await,
+            Command::Normalize(_) => unreachable!(),
+        }
+    })
+}

@@ -1,1 +1,45 @@
-//! The worker stages: translator, mapper and executor consumer groups.
+//! The worker stages, each a Kafka consumer group that scales by adding processes:
+//!
+//! - [`translator`]: raw items → normalized events (dedup on the idempotency key).
+//! - [`mapper`]: events → the ordered actions their environment's mappings ask for.
+//! - [`executor`]: writes event and action logs, runs identify / set_tenant against the store,
+//!   and sends workflow triggers and cancels to the sink.
+//!
+//! Each handler returns only once its effects are durable; the shared loop in
+//! `tributary_bus::stage` then stores the offset. Handlers are idempotent, so a replay after a
+//! crash or a rebalance repeats no effect that already happened.
+
+pub mod executor;
+pub mod mapper;
+mod metrics;
+pub mod translator;
+
+use tributary_bus::{run_stage, Handler, Producer, StageOptions, Topics};
+use tributary_runtime::config::Config;
+use tributary_runtime::{Readiness, Shutdown};
+
+/// Run one stage's consume loop until shutdown.
+pub async fn run<H: Handler>(
+    cfg: &Config,
+    stage: &str,
+    topic: String,
+    handler: &H,
+    producer: &Producer,
+    readiness: &Readiness,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    let topics = Topics::new(&cfg.kafka.topic_prefix);
+    let opts = StageOptions {
+        brokers: cfg.kafka.brokers.clone(),
+        group: cfg.group(stage),
+        topic,
+        dead_letter_topic: topics.dead_letter.clone(),
+        max_attempts: cfg.workers.max_attempts,
+        client_id: format!("tributary-{stage}"),
+    };
+    let r = readiness.clone();
+    let name = stage.to_string();
+    run_stage(opts, handler, producer, shutdown.receiver(), move |ok| r.set(&name, ok)).await?;
+    producer.flush(std::time::Duration::from_secs(10));
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! The admin API's routes and handlers.
+
+use crate::error::ApiError;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tributary_mapping::validate_mapping;
+use tributary_model::ids::{new_token, random_id};
+use tributary_model::{EnvironmentSettings, Mapping, Source, Template};
+use tributary_runtime::health::health_routes;
+use tributary_runtime::Readiness;
+use tributary_sources::identify::split_fields;
+use tributary_sources::templates::default_settings;
+use tributary_store::Store;
+
+pub struct AdminState {
+    pub store: Store,
+    pub token: String,
+    pub public_url: String,
+}
+
+type St = State<Arc<AdminState>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
+    let api = Router::new()
+        .route("/v1/environments", get(list_environments).post(create_environment))
+        .route("/v1/environments/{env}", axum::routing::delete(delete_environment))
+        .route("/v1/sources", get(list_sources).post(create_source))
+        .route("/v1/sources/{key}", get(get_source).delete(delete_source))
+        .route("/v1/sources/{key}/environments/{env}", get(get_settings).patch(update_settings))
+        .route("/v1/sources/{key}/environments/{env}/mappings", get(list_mappings).post(create_mapping))
+        .route(
+            "/v1/sources/{key}/environments/{env}/mappings/{id}",
+            get(get_mapping).put(update_mapping).delete(delete_mapping),
+        )
+        .route("/v1/environments/{env}/events", get(list_events))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/environments/{env}/users/{id}", get(get_user))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state);
+    api.merge(health_routes(readiness))
+}
+
+async fn require_token(State(st): St, req: Request, next: Next) -> Response {
+    use subtle_free::ct_eq;
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if st.token.is_empty() || !ct_eq(given.as_bytes(), st.token.as_bytes()) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer <admin token>`")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Constant-time comparison without another dependency.
+mod subtle_free {
+    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+fn ok(status: StatusCode, v: Value) -> ApiResult {
+    Ok((status, Json(v)).into_response())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn slug_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn body_of<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
+}
+
+// ---------------------------------------------------------------- environments
+
+async fn list_environments(State(st): St) -> ApiResult {
+    ok(StatusCode::OK, json!({"environments": st.store.list_environments().await?}))
+}
+
+async fn create_environment(State(st): St, Json(body): Json<Value>) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        name: String,
+    }
+    let b: Body = body_of(body)?;
+    if !slug_ok(&b.name) {
+        return Err(ApiError::invalid("name", "use 1-64 letters, digits, `-` or `_`"));
+    }
+    if st.store.list_environments().await?.contains(&b.name) {
+        return Err(ApiError::conflict(format!("environment `{}` exists", b.name)));
+    }
+    st.store.put_environment(&b.name).await?;
+    // Every source gets its own settings and URL in the new environment.
+    for s in st.store.list_sources().await? {
+        st.store.put_settings(&default_settings(s.template, &s.key, &b.name, new_token())).await?;
+    }
+    ok(StatusCode::CREATED, json!({"name": b.name}))
+}
+
+async fn delete_environment(State(st): St, Path(env): Path<String>) -> ApiResult {
+    if !st.store.list_environments().await?.contains(&env) {
+        return Err(ApiError::not_found(format!("environment `{env}`")));
+    }
+    st.store.delete_environment(&env).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------- sources
+
+fn settings_view(st: &AdminState, s: &EnvironmentSettings) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    // Secrets are shown once, when set; afterwards only a hint of each.
+    if let Some(secrets) = v.pointer_mut("/verification/secrets") {
+        let hints: Vec<Value> = s
+            .verification
+            .secrets
+            .iter()
+            .map(|x| json!(format!("{}…", x.chars().take(4).collect::<String>())))
+            .collect();
+        *secrets = Value::Array(hints);
+    }
+    if let Value::Object(m) = &mut v {
+        m.insert("ingest_url".into(), json!(format!("{}/integrations/receive/{}", st.public_url.trim_end_matches('/'), s.token)));
+        if let Value::Object(sink) = m.get_mut("sink").unwrap_or(&mut Value::Null) {
+            if sink.contains_key("api_key") {
+                sink.insert("api_key".into(), json!("…"));
+            }
+        }
+    }
+    v
+}
+
+async fn source_view(st: &AdminState, s: &Source) -> Result<Value, ApiError> {
+    let mut envs = Map::new();
+    for settings in st.store.list_settings(&s.key).await? {
+        envs.insert(settings.environment.clone(), settings_view(st, &settings));
+    }
+    Ok(json!({"key": s.key, "name": s.name, "template": s.template, "created_at": s.created_at, "environments": envs}))
+}
+
+async fn list_sources(State(st): St) -> ApiResult {
+    let mut out = Vec::new();
+    for s in st.store.list_sources().await? {
+        out.push(source_view(&st, &s).await?);
+    }
+    ok(StatusCode::OK, json!({"sources": out}))
+}
+
+async fn create_source(State(st): St, Json(body): Json<Value>) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        key: String,
+        name: Option<String>,
+        template: String,
+    }
+    let b: Body = body_of(body)?;
+    if !slug_ok(&b.key) {
+        return Err(ApiError::invalid("key", "use 1-64 letters, digits, `-` or `_`"));
+    }
+    let template: Template = b.template.parse().map_err(|e: String| ApiError::invalid("template", e))?;
+    if st.store.get_source(&b.key).await?.is_some() {
+        return Err(ApiError::conflict(format!("source `{}` exists", b.key)));
+    }
+    let source = Source { key: b.key.clone(), name: b.name.unwrap_or_else(|| b.key.clone()), template, created_at: now_ms() };
+    st.store.ensure_default_environments().await?;
+    for env in st.store.list_environments().await? {
+        st.store.put_settings(&default_settings(template, &source.key, &env, new_token())).await?;
+    }
+    st.store.put_source(&source).await?;
+    ok(StatusCode::CREATED, source_view(&st, &source).await?)
+}
+
+async fn get_source(State(st): St, Path(key): Path<String>) -> ApiResult {
+    let s = st.store.get_source(&key).await?.ok_or_else(|| ApiError::not_found(format!("source `{key}`")))?;
+    ok(StatusCode::OK, source_view(&st, &s).await?)
+}
+
+async fn delete_source(State(st): St, Path(key): Path<String>) -> ApiResult {
+    st.store.get_source(&key).await?.ok_or_else(|| ApiError::not_found(format!("source `{key}`")))?;
+    st.store.delete_source(&key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn load_settings(st: &AdminState, key: &str, env: &str) -> Result<EnvironmentSettings, ApiError> {
+    st.store
+        .get_settings(key, env)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("source `{key}` has no environment `{env}`")))
+}
+
+async fn get_settings(State(st): St, Path((key, env)): Path<(String, String)>) -> ApiResult {
+    let s = load_settings(&st, &key, &env).await?;
+    ok(StatusCode::OK, settings_view(&st, &s))
+}
+
+/// Partial update: any top-level settings field; objects merge one level down.
+async fn update_settings(State(st): St, Path((key, env)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult {
+    let current = load_settings(&st, &key, &env).await?;
+    let Value::Object(patch) = body else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "expected a JSON object"));
+    };
+    let mut merged = serde_json::to_value(&current).unwrap_or(Value::Null);
+    for (k, v) in patch {
+        if ["source", "environment", "token", "previous_token", "previous_token_expires_at"].contains(&k.as_str()) {
+            return Err(ApiError::invalid(&k, "cannot be changed here"));
+        }
+        match (merged.get_mut(&k), v) {
+            (Some(Value::Object(old)), Value::Object(new)) if k != "sink" => {
+                for (ik, iv) in new {
+                    old.insert(ik, iv);
+                }
+            }
+            (_, v) => {
+                merged[k.as_str()] = v;
+            }
+        }
+    }
+    let updated: EnvironmentSettings = serde_json::from_value(merged).map_err(|e| ApiError::invalid("settings", e.to_string()))?;
+    if updated.verification.secrets.len() > 2 {
+        return Err(ApiError::invalid("verification.secrets", "at most two secrets can be active (rotate: add the new one, then remove the old)"));
+    }
+    for (name, p) in [("paths.array", &updated.paths.array), ("paths.user_id", &updated.paths.user_id)] {
+        if let Some(p) = p {
+            if !(p.starts_with("body.") || p.starts_with("headers.")) {
+                return Err(ApiError::invalid(name, "must start with `body.` or `headers.`"));
+            }
+        }
+    }
+    st.store.put_settings(&updated).await?;
+    ok(StatusCode::OK, settings_view(&st, &updated))
+}
+
+// ---------------------------------------------------------------- mappings
+
+async fn list_mappings(State(st): St, Path((key, env)): Path<(String, String)>) -> ApiResult {
+    load_settings(&st, &key, &env).await?;
+    ok(StatusCode::OK, json!({"mappings": st.store.list_mappings(&key, &env).await?}))
+}
+
+fn mapping_from(body: Value, key: &str, env: &str, id: String, created_at: i64) -> Result<Mapping, ApiError> {
+    let Value::Object(mut m) = body else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "expected a JSON object"));
+    };
+    m.insert("id".into(), json!(id));
+    m.insert("source".into(), json!(key));
+    m.insert("environment".into(), json!(env));
+    m.entry("active").or_insert(json!(true));
+    m.insert("created_at".into(), json!(created_at));
+    m.insert("updated_at".into(), json!(now_ms()));
+    let mapping: Mapping = serde_json::from_value(Value::Object(m)).map_err(|e| ApiError::invalid("mapping", e.to_string()))?;
+    validate_mapping(&mapping).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    Ok(mapping)
+}
+
+async fn create_mapping(State(st): St, Path((key, env)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult {
+    load_settings(&st, &key, &env).await?;
+    let mapping = mapping_from(body, &key, &env, random_id(), now_ms())?;
+    st.store.put_mapping(&mapping).await?;
+    ok(StatusCode::CREATED, serde_json::to_value(&mapping).unwrap_or_default())
+}
+
+async fn find_mapping(st: &AdminState, key: &str, env: &str, id: &str) -> Result<Mapping, ApiError> {
+    st.store
+        .list_mappings(key, env)
+        .await?
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("mapping `{id}`")))
+}
+
+async fn get_mapping(State(st): St, Path((key, env, id)): Path<(String, String, String)>) -> ApiResult {
+    ok(StatusCode::OK, serde_json::to_value(find_mapping(&st, &key, &env, &id).await?).unwrap_or_default())
+}
+
+async fn update_mapping(State(st): St, Path((key, env, id)): Path<(String, String, String)>, Json(body): Json<Value>) -> ApiResult {
+    let old = find_mapping(&st, &key, &env, &id).await?;
+    let mapping = mapping_from(body, &key, &env, id, old.created_at)?;
+    st.store.put_mapping(&mapping).await?;
+    ok(StatusCode::OK, serde_json::to_value(&mapping).unwrap_or_default())
+}
+
+async fn delete_mapping(State(st): St, Path((key, env, id)): Path<(String, String, String)>) -> ApiResult {
+    find_mapping(&st, &key, &env, &id).await?;
+    st.store.delete_mapping(&key, &env, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------- logs and users
+
+#[derive(Deserialize)]
+struct EventQuery {
+    limit: Option<usize>,
+    before: Option<i64>,
+    days: Option<i32>,
+}
+
+async fn list_events(State(st): St, Path(env): Path<String>, Query(q): Query<EventQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let from = q.before.unwrap_or_else(now_ms);
+    let events = st.store.list_event_summaries(&env, from, q.days.unwrap_or(7).clamp(1, 90), limit).await?;
+    ok(StatusCode::OK, json!({"events": events}))
+}
+
+async fn get_event(State(st): St, Path(id): Path<String>) -> ApiResult {
+    let log = st.store.get_event_log(&id).await?.ok_or_else(|| ApiError::not_found(format!("event `{id}`")))?;
+    let actions = st.store.action_logs_for_event(&id).await?;
+    let mut v = serde_json::to_value(&log).unwrap_or_default();
+    v["actions"] = serde_json::to_value(&actions).unwrap_or_default();
+    ok(StatusCode::OK, v)
+}
+
+async fn get_user(State(st): St, Path((env, id)): Path<(String, String)>) -> ApiResult {
+    let user = st.store.get_user(&env, &id).await?.ok_or_else(|| ApiError::not_found(format!("user `{id}` in `{env}`")))?;
+    let (fields, custom) = split_fields(&user);
+    let mut v = json!({"id": id, "environment": env, "properties": custom});
+    for (k, f) in fields {
+        v[k.as_str()] = f;
+    }
+    ok(StatusCode::OK, v)
+}

@@ -1,0 +1,65 @@
+//! Every way a request can fail, mapped to one status code and a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use thiserror::Error;
+use tributary_sources::RequestError;
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error("no source environment has this ingest token")]
+    UnknownToken,
+    #[error("no write key: send `Authorization: Basic base64(<token>:)` or `writeKey` in the body")]
+    MissingWriteKey,
+    #[error("{0}")]
+    Request(#[from] RequestError),
+    #[error("{message}")]
+    InvalidItem { code: String, message: String },
+    /// Kafka did not acknowledge in time, or is unreachable.
+    #[error("the event could not be stored durably yet: {0}")]
+    Unavailable(String),
+    /// The producer queue is full.
+    #[error("the gateway is overloaded; retry shortly")]
+    Overloaded,
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &str {
+        match self {
+            GatewayError::UnknownToken => "unknown_token",
+            GatewayError::MissingWriteKey => "missing_write_key",
+            GatewayError::Request(e) => e.code(),
+            GatewayError::InvalidItem { code, .. } => code,
+            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::Overloaded => "overloaded",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::UnknownToken => StatusCode::NOT_FOUND,
+            GatewayError::MissingWriteKey => StatusCode::UNAUTHORIZED,
+            GatewayError::Request(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            GatewayError::InvalidItem { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::Unavailable(_) | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut resp = (status, axum::Json(body)).into_response();
+        let retry_after = match self {
+            GatewayError::Overloaded => Some("1"),
+            GatewayError::Unavailable(_) => Some("5"),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert("retry-after", HeaderValue::from_static(secs));
+        }
+        resp
+    }
+}

@@ -1,0 +1,266 @@
+//! The request handlers: thin, each step a call into the source layer or the producer.
+
+use crate::error::GatewayError;
+use crate::metrics;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tributary_bus::{ProduceError, Producer};
+use tributary_model::event::partition_key;
+use tributary_model::{EnvironmentSettings, RawEvent, Template};
+use tributary_runtime::health::health_routes;
+use tributary_runtime::Readiness;
+use tributary_sources::request::{decode_body, keepable_headers, parse_request, status_for, Request};
+use tributary_sources::{normalize_item, NormalizeInput};
+use tributary_store::ConfigCache;
+
+pub struct GatewayState {
+    cache: ConfigCache,
+    producer: Producer,
+    topic: String,
+    max_body: usize,
+    produce_timeout: Duration,
+}
+
+impl GatewayState {
+    pub fn new(cache: ConfigCache, producer: Producer, topic: String, max_body: usize, produce_timeout: Duration) -> Self {
+        GatewayState { cache, producer, topic, max_body, produce_timeout }
+    }
+}
+
+pub fn router(state: Arc<GatewayState>, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/integrations/receive/{token}", post(receive))
+        .route("/v1/{kind}", post(tracking_api))
+        // The body limit is applied (with a JSON 413) while reading; axum's own is off.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+        .merge(health_routes(readiness))
+}
+
+/// Where the token comes from.
+enum Ingress {
+    /// `/integrations/receive/{token}`
+    Url(String),
+    /// Segment tracking API: Basic auth, or `writeKey` in the body.
+    WriteKey(Option<String>),
+}
+
+async fn receive(State(st): State<Arc<GatewayState>>, Path(token): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    handle(&st, Ingress::Url(token), None, headers, body).await
+}
+
+async fn tracking_api(State(st): State<Arc<GatewayState>>, Path(kind): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let implied = match kind.as_str() {
+        "batch" | "b" => None,
+        "track" | "t" => Some("track"),
+        "identify" | "i" => Some("identify"),
+        "page" | "p" => Some("page"),
+        "screen" | "s" => Some("screen"),
+        "group" | "g" => Some("group"),
+        "alias" | "a" => Some("alias"),
+        _ => {
+            let body = json!({"error": {"code": "not_found", "message": format!("no tracking API call `/v1/{kind}`")}});
+            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        }
+    };
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .map(|s| s.split_once(':').map(|(k, _)| k.to_string()).unwrap_or(s));
+    handle(&st, Ingress::WriteKey(basic), implied, headers, body).await
+}
+
+async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let snapshot = st.cache.get();
+    let result = accept(st, &snapshot, ingress, implied, &headers, body).await;
+    let (status, template, env) = match &result {
+        Ok((s, _, t, e)) => (*s, t.as_str().to_string(), e.clone()),
+        Err((e, t, env)) => (e.status(), t.clone(), env.clone()),
+    };
+    metrics::REQUESTS.with_label_values(&[&template, &env, status.as_str()]).inc();
+    metrics::REQUEST_SECONDS.with_label_values(&[status.as_str()]).observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok((status, body, _, _)) => (status, axum::Json(body)).into_response(),
+        Err((e, _, _)) => {
+            if e.status().is_server_error() {
+                tracing::warn!(code = e.code(), error = %e, "request not accepted");
+            }
+            e.into_response()
+        }
+    }
+}
+
+type Accepted = (StatusCode, Value, Template, String);
+type Refused = (GatewayError, String, String);
+
+async fn accept(
+    st: &GatewayState,
+    snapshot: &tributary_store::Snapshot,
+    ingress: Ingress,
+    implied: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, Refused> {
+    let unknown = |e: GatewayError| (e, "unknown".to_string(), "unknown".to_string());
+    let raw = axum::body::to_bytes(body, st.max_body)
+        .await
+        .map_err(|_| unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body })))?;
+    metrics::BYTES.inc_by(raw.len() as u64);
+    let encoding = headers.get("content-encoding").and_then(|v| v.to_str().ok());
+    let decoded = decode_body(encoding, &raw, st.max_body).map_err(|e| unknown(e.into()))?;
+
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let token = match ingress {
+        Ingress::Url(t) => t,
+        Ingress::WriteKey(Some(k)) => k,
+        Ingress::WriteKey(None) => write_key_in_body(&decoded).ok_or_else(|| unknown(GatewayError::MissingWriteKey))?,
+    };
+    let settings = snapshot.by_token(&token, now_ms).ok_or_else(|| unknown(GatewayError::UnknownToken))?;
+    let template = snapshot.sources.get(&settings.source).map(|s| s.template).unwrap_or(Template::Http);
+    let labels = |e: GatewayError| (e, template.as_str().to_string(), settings.environment.clone());
+
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+        .collect();
+    let envelope = parse_request(template, settings, &Request { headers: &header_list, body: &decoded }, now_ms / 1000)
+        .map_err(|e| labels(e.into()))?;
+    let kept = keepable_headers(settings, &header_list);
+    let request_id = tributary_model::ids::random_id();
+    let is_tracking_single = implied.is_some();
+
+    let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(envelope.items.len());
+    let mut rejected: Vec<Value> = Vec::new();
+    let mut first_error: Option<(String, String)> = None;
+    for item in envelope.items {
+        let item_raw = if is_tracking_single { strip_write_key(item.raw) } else { item.raw };
+        let outcome = normalize_item(&NormalizeInput {
+            template,
+            settings,
+            item: &item_raw,
+            batch_context: envelope.batch_context.as_deref(),
+            batch_integrations: envelope.batch_integrations.as_deref(),
+            headers: &kept,
+            implied_type: implied,
+            received_at: now_ms,
+        });
+        let who = match &outcome {
+            Ok(n) => n.user_id.clone().or_else(|| n.anonymous_id.clone()),
+            Err(e) => {
+                metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
+                rejected.push(json!({"index": item.index, "code": e.code, "message": e.message}));
+                first_error.get_or_insert((e.code.clone(), e.message.clone()));
+                None
+            }
+        };
+        if outcome.is_ok() {
+            metrics::EVENTS.with_label_values(&["accepted", ""]).inc();
+        }
+        let key = partition_key(&settings.environment, &who.unwrap_or_else(|| format!("{request_id}:{}", item.index)));
+        let raw_event = RawEvent {
+            request_id: request_id.clone(),
+            index: item.index,
+            source: settings.source.clone(),
+            environment: settings.environment.clone(),
+            template,
+            received_at: now_ms,
+            verification: envelope.verification.to_string(),
+            headers: kept.clone(),
+            batch_context: envelope.batch_context.clone(),
+            batch_integrations: envelope.batch_integrations.clone(),
+            implied_type: implied.map(str::to_string),
+            item: item_raw,
+        };
+        let bytes = serde_json::to_vec(&raw_event).map_err(|e| labels(GatewayError::Unavailable(e.to_string())))?;
+        records.push((key, bytes));
+    }
+
+    // Every item, refused ones too (the event log shows them), is durably in Kafka before we
+    // answer: send all, then wait for every acknowledgement.
+    produce_all(st, settings, &request_id, now_ms, &records).await.map_err(labels)?;
+
+    let total = records.len();
+    let status = status_for(envelope.shape, rejected.len());
+    if status == 400 {
+        let (code, message) = first_error.unwrap_or_default();
+        return Err(labels(GatewayError::InvalidItem { code, message }));
+    }
+    let accepted = total - rejected.len();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+    let mut body = json!({"request_id": request_id, "accepted": accepted, "rejected": rejected.len()});
+    if !rejected.is_empty() {
+        body["errors"] = Value::Array(rejected);
+    }
+    Ok((status, body, template, settings.environment.clone()))
+}
+
+async fn produce_all(
+    st: &GatewayState,
+    settings: &EnvironmentSettings,
+    request_id: &str,
+    now_ms: i64,
+    records: &[(String, Vec<u8>)],
+) -> Result<(), GatewayError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let received = now_ms.to_string();
+    let headers = [
+        ("source", settings.source.as_str()),
+        ("environment", settings.environment.as_str()),
+        ("received_at", received.as_str()),
+        ("request_id", request_id),
+    ];
+    let started = Instant::now();
+    let sends = records.iter().map(|(key, bytes)| st.producer.send(&st.topic, key, bytes, &headers));
+    let results = tokio::time::timeout(st.produce_timeout, futures::future::join_all(sends))
+        .await
+        .map_err(|_| GatewayError::Unavailable(format!("no acknowledgement from Kafka within {:?}", st.produce_timeout)))?;
+    metrics::PRODUCE_SECONDS.observe(started.elapsed().as_secs_f64());
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(ProduceError::QueueFull) => return Err(GatewayError::Overloaded),
+            Err(e) => return Err(GatewayError::Unavailable(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// `writeKey` of a tracking-API body (single call or batch).
+fn write_key_in_body(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithKey {
+        #[serde(rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    serde_json::from_slice::<WithKey>(body).ok()?.write_key.filter(|k| !k.is_empty())
+}
+
+/// A single tracking-API call may carry the write key (a secret) in the item itself: remove
+/// it before the item is stored anywhere.
+fn strip_write_key(raw: Box<RawValue>) -> Box<RawValue> {
+    if !raw.get().contains("\"writeKey\"") {
+        return raw;
+    }
+    match serde_json::from_str::<Map<String, Value>>(raw.get()) {
+        Ok(mut m) => {
+            m.remove("writeKey");
+            serde_json::value::to_raw_value(&m).unwrap_or(raw)
+        }
+        Err(_) => raw,
+    }
+}

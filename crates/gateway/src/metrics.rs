@@ -1,0 +1,50 @@
+//! Gateway metrics, registered in the default Prometheus registry.
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts};
+use std::sync::LazyLock;
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+}
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new("tributary_gateway_requests_total", "Requests by source template, environment and status"),
+        &["template", "environment", "status"],
+    )
+    .unwrap())
+});
+
+pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new("tributary_gateway_events_total", "Items accepted or refused, by outcome and code"),
+        &["outcome", "code"],
+    )
+    .unwrap())
+});
+
+pub static BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    reg(IntCounter::new("tributary_gateway_request_bytes_total", "Request body bytes received (as sent)").unwrap())
+});
+
+pub static PRODUCE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    reg(Histogram::with_opts(
+        HistogramOpts::new("tributary_gateway_produce_seconds", "Time from produce to Kafka acknowledgement of a request's items")
+            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+    )
+    .unwrap())
+});
+
+pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    reg(HistogramVec::new(
+        HistogramOpts::new("tributary_gateway_request_seconds", "Request latency by status")
+            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        &["status"],
+    )
+    .unwrap())
+});
+
+pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    reg(IntGauge::new("tributary_gateway_producer_queue_depth", "Records in the producer queue not yet acknowledged").unwrap())
+});
