@@ -1,0 +1,41 @@
+# Tributary: build, test, run. `make test` is the one test command (CI runs it).
+
+SHELL := /bin/bash
+export SERVICES_DIR ?= $(CURDIR)/.services
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+LOCAL := deploy/local
+
+.PHONY: build test unit services-up services-down run bench fuzz clean-services
+
+build:
+	$(CARGO) build --workspace --bins
+
+## Build everything, start Kafka and Cassandra if they are not running, run unit, property and
+## end-to-end tests, stop what was started.
+test:
+	$(CARGO) build --workspace --bins --tests
+	bash $(LOCAL)/with-services.sh $(CARGO) test --workspace --no-fail-fast
+
+## Pure tests only (no services).
+unit:
+	$(CARGO) test --workspace --lib
+
+services-up:
+	bash $(LOCAL)/kafka.sh install
+	bash $(LOCAL)/cassandra.sh install
+	bash $(LOCAL)/kafka.sh start
+	bash $(LOCAL)/cassandra.sh start
+
+services-down:
+	bash $(LOCAL)/kafka.sh stop
+	bash $(LOCAL)/cassandra.sh stop
+
+clean-services:
+	bash $(LOCAL)/kafka.sh clean
+	bash $(LOCAL)/cassandra.sh clean
+
+## Services plus every role in one process, with deploy/local/tributary.toml.
+run: services-up build
+	./target/debug/tributary --config $(LOCAL)/tributary.toml migrate
+	./target/debug/tributary --config $(LOCAL)/tributary.toml all

@@ -1,0 +1,281 @@
+//! Support for the end-to-end tests: start the `tributary` roles as separate processes,
+//! isolated per test (own topic prefix, keyspace, consumer groups, ports), against the real
+//! Kafka and Cassandra that `make test` started; talk to them over HTTP; read Kafka topics and
+//! the store directly to check what they did.
+//!
+//! Services are found through `KAFKA_BOOTSTRAP` and `CASSANDRA_NODES` (defaults
+//! `127.0.0.1:9092`, `127.0.0.1:9042`). The binary is `target/<profile>/tributary`, built by
+//! `make test` before the tests run.
+
+pub mod http;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message};
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tributary_store::{Store, StoreSettings};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub fn kafka() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn cassandra() -> String {
+    std::env::var("CASSANDRA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into())
+}
+
+/// `target/<profile>/tributary`, next to the test executable's `deps/` folder.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("tributary");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (make test does)", bin.display());
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A test's own namespace.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple().to_string().get(..10).unwrap())
+}
+
+/// One isolated installation: configuration shared by every process of the test.
+pub struct Cluster {
+    pub name: String,
+    pub gateway_port: u16,
+    pub admin_port: u16,
+    pub env: Vec<(String, String)>,
+    pub procs: Vec<(String, Child)>,
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        let name = unique("t");
+        let gateway_port = free_port();
+        let admin_port = free_port();
+        let env = vec![
+            ("TRIBUTARY_KAFKA_BROKERS".into(), kafka()),
+            ("TRIBUTARY_KAFKA_TOPIC_PREFIX".into(), name.clone()),
+            ("TRIBUTARY_KAFKA_GROUP_PREFIX".into(), name.clone()),
+            ("TRIBUTARY_KAFKA_PARTITIONS".into(), "4".into()),
+            ("TRIBUTARY_CASSANDRA_NODES".into(), format!("[\"{}\"]", cassandra())),
+            ("TRIBUTARY_CASSANDRA_KEYSPACE".into(), name.clone()),
+            ("TRIBUTARY_GATEWAY_LISTEN".into(), format!("127.0.0.1:{gateway_port}")),
+            ("TRIBUTARY_ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}")),
+            ("TRIBUTARY_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ("TRIBUTARY_ADMIN_PUBLIC_URL".into(), format!("http://127.0.0.1:{gateway_port}")),
+            ("TRIBUTARY_WORKERS_CONFIG_REFRESH_MS".into(), "500".into()),
+            ("TRIBUTARY_LOG_FORMAT".into(), "text".into()),
+            ("TRIBUTARY_LOG_LEVEL".into(), "info,librdkafka=warn,rdkafka=warn".into()),
+        ];
+        Cluster { name, gateway_port, admin_port, env, procs: Vec::new() }
+    }
+
+    fn command(&self, args: &[&str], extra_env: &[(&str, String)]) -> Command {
+        let mut c = Command::new(binary());
+        c.args(args);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// `tributary migrate`: keyspace, tables, topics, default environments.
+    pub fn migrate(&self) {
+        let out = self.command(&["migrate"], &[]).output().expect("run migrate");
+        assert!(out.status.success(), "migrate failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Start a role as its own process, logging to `target/e2e-logs/<cluster>-<role>.log`.
+    /// Worker roles each get their own health port; returns it.
+    pub fn start(&mut self, role: &str) -> u16 {
+        let health = free_port();
+        let log_dir = binary().parent().unwrap().join("e2e-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log = std::fs::File::create(log_dir.join(format!("{}-{role}-{health}.log", self.name))).unwrap();
+        let child = self
+            .command(&[role], &[("TRIBUTARY_WORKERS_HEALTH_LISTEN", format!("127.0.0.1:{health}"))])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn role");
+        self.procs.push((role.to_string(), child));
+        let port = match role {
+            "gateway" => self.gateway_port,
+            "admin" => self.admin_port,
+            _ => health,
+        };
+        wait_ready(port, Duration::from_secs(60));
+        port
+    }
+
+    /// Send SIGTERM to the role's processes and wait for them to exit (graceful shutdown).
+    pub fn stop(&mut self, role: &str) {
+        let mut keep = Vec::new();
+        for (r, mut child) in std::mem::take(&mut self.procs) {
+            if r == role {
+                terminate(&mut child);
+            } else {
+                keep.push((r, child));
+            }
+        }
+        self.procs = keep;
+    }
+
+    /// Kill -9 (a crash, no shutdown).
+    pub fn kill(&mut self, role: &str) {
+        let mut keep = Vec::new();
+        for (r, mut child) in std::mem::take(&mut self.procs) {
+            if r == role {
+                let _ = child.kill();
+                let _ = child.wait();
+            } else {
+                keep.push((r, child));
+            }
+        }
+        self.procs = keep;
+    }
+
+    /// The four pipeline roles plus admin, each its own process.
+    pub fn start_all_roles(&mut self) {
+        self.migrate();
+        for role in ["admin", "translator", "mapper", "executor", "gateway"] {
+            self.start(role);
+        }
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        http::json(self.admin_port, method, path, &[("authorization", &auth)], body)
+    }
+
+    pub fn admin_ok(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, v) = self.admin(method, path, body);
+        assert!((200..300).contains(&status), "{method} {path} -> {status}: {v}");
+        v
+    }
+
+    /// Create a source; returns (source view, development token).
+    pub fn create_source(&self, key: &str, template: &str) -> (Value, String) {
+        let v = self.admin_ok("POST", "/v1/sources", Some(&serde_json::json!({"key": key, "template": template})));
+        let token = v["environments"]["development"]["token"].as_str().expect("token").to_string();
+        (v, token)
+    }
+
+    pub fn post_event(&self, token: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        http::request(self.gateway_port, "POST", &format!("/integrations/receive/{token}"), headers, Some(body))
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&StoreSettings {
+            nodes: vec![cassandra()],
+            keyspace: self.name.clone(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            username: None,
+            password: None,
+        })
+        .await
+        .expect("connect to cassandra")
+    }
+
+    pub fn topic(&self, stage: &str) -> String {
+        format!("{}.{stage}", self.name)
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in self.procs.iter_mut() {
+            terminate(child);
+        }
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Poll `/readyz` until 200.
+pub fn wait_ready(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok((200, _, _)) = http::try_request(port, "GET", "/readyz", &[], None) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "port {port} not ready after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Read every record of `topic` that arrives within `wait` (from the beginning).
+pub fn read_topic(topic: &str, wait: Duration, expect_at_least: usize) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
+            out.push((key, v));
+        } else if out.len() >= expect_at_least && expect_at_least > 0 {
+            // give stragglers (duplicates we must not see) a moment, then stop
+            let settle = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < settle {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    out.push((key, serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null)));
+                }
+            }
+            break;
+        }
+    }
+    out
+}
