@@ -218,6 +218,15 @@ async fn update_settings(State(st): St, Path((key, env)): Path<(String, String)>
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "expected a JSON object"));
     };
     let mut merged = serde_json::to_value(&current).unwrap_or(Value::Null);
+    let mut patch = patch;
+    // A type path and a fixed type are alternatives: setting one clears the other.
+    if let Some(Value::Object(paths)) = patch.get_mut("paths") {
+        for (set, clear) in [("event_type", "fixed_type"), ("fixed_type", "event_type")] {
+            if paths.get(set).is_some_and(|v| !v.is_null()) && !paths.contains_key(clear) {
+                paths.insert(clear.to_string(), Value::Null);
+            }
+        }
+    }
     for (k, v) in patch {
         if ["source", "environment", "token", "previous_token", "previous_token_expires_at"].contains(&k.as_str()) {
             return Err(ApiError::invalid(&k, "cannot be changed here"));

@@ -258,7 +258,7 @@ fn strip_write_key(raw: Box<RawValue>) -> Box<RawValue> {
     }
     match serde_json::from_str::<Map<String, Value>>(raw.get()) {
         Ok(mut m) => {
-            m.remove("writeKey");
+            m.shift_remove("writeKey");
             serde_json::value::to_raw_value(&m).unwrap_or(raw)
         }
         Err(_) => raw,

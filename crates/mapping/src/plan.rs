@@ -176,3 +176,155 @@ fn recipients(v: Option<Value>) -> Result<Vec<Value>, String> {
     }
     list.into_iter().map(recipient).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tributary_model::{EventStatus, Template};
+    use tributary_sources::templates::default_settings;
+
+    fn record(event_type: &str, name: Option<&str>, user: Option<&str>, data: Value) -> EventRecord {
+        EventRecord {
+            event_id: "ev-1".into(),
+            request_id: "r".into(),
+            index: 0,
+            source: "src".into(),
+            environment: "development".into(),
+            template: Template::Segment,
+            received_at: 0,
+            verification: "unverified".into(),
+            status: EventStatus::Processed,
+            error: None,
+            raw: None,
+            normalized: Some(NormalizedEvent {
+                event_type: event_type.into(),
+                name: name.map(String::from),
+                user_id: user.map(String::from),
+                anonymous_id: None,
+                data: data.clone(),
+                event: json!({"context": {"groupId": "acme"}, "properties": data}),
+                timestamp: "2024-07-01T09:30:00.000Z".into(),
+                timestamp_source: None,
+                idempotency_key: None,
+                group_id: None,
+                previous_id: None,
+                unsupported: false,
+            }),
+            duplicate_of: None,
+        }
+    }
+
+    fn mapping(id: &str, event_type: &str, name: Option<&str>, action: &str, params: Value, created_at: i64) -> Mapping {
+        Mapping {
+            id: id.into(),
+            source: "src".into(),
+            environment: "development".into(),
+            event_type: event_type.into(),
+            event_name: name.map(String::from),
+            action_type: action.into(),
+            parameters: params.as_object().cloned().unwrap_or_default(),
+            filter: None,
+            active: true,
+            created_at,
+            updated_at: created_at,
+        }
+    }
+
+    fn settings() -> EnvironmentSettings {
+        default_settings(Template::Segment, "src", "development", "t".into())
+    }
+
+    #[test]
+    fn identify_runs_before_trigger_whatever_the_creation_order() {
+        let ms = vec![
+            mapping("m1", "track", Some("Order Completed"), "trigger_workflow", json!({"workflow": "wf"}), 1),
+            mapping("m2", "track", Some("Order Completed"), "identify_user", json!({"properties": "data.customer"}), 2),
+            mapping("m3", "track", Some("Other"), "trigger_workflow", json!({"workflow": "nope"}), 0),
+        ];
+        let r = record("track", Some("Order Completed"), Some("u1"), json!({"customer": {"email": "a@b.c", "phone": "+1"}}));
+        let plan = plan_actions(&settings(), &ms, &r);
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[0].action_type, ActionType::IdentifyUser);
+        assert_eq!(
+            plan[0].payload,
+            Some(ActionPayload::IdentifyUser {
+                user_id: "u1".into(),
+                properties: json!({"email": "a@b.c", "phone_number": "+1"}).as_object().unwrap().clone()
+            })
+        );
+        assert_eq!(plan[1].action_type, ActionType::TriggerWorkflow);
+        assert_eq!(plan[1].action_id, action_id("ev-1", "m1"));
+    }
+
+    #[test]
+    fn defaults_paths_literals_and_skips() {
+        let ms = vec![mapping(
+            "m1",
+            "track",
+            None,
+            "trigger_workflow",
+            json!({"workflow": "wf", "recipients": "data.to", "actor": "user_id",
+                   "tenant": "event.context.groupId", "data": {"literal": {"fixed": true}}}),
+            1,
+        )];
+        let r = record("track", Some("X"), Some("u1"), json!({"to": ["a", 7, {"id": "c", "email": "c@x"}]}));
+        let plan = plan_actions(&settings(), &ms, &r);
+        let Some(ActionPayload::TriggerWorkflow(t)) = &plan[0].payload else { panic!("{plan:?}") };
+        assert_eq!(t.recipients, vec![json!("a"), json!("7"), json!({"id": "c", "email": "c@x"})]);
+        assert_eq!(t.actor, Some(json!("u1")));
+        assert_eq!(t.tenant, Some(json!("acme")));
+        assert_eq!(t.data, json!({"fixed": true}));
+
+        // default recipient is the user id; without one, the action is skipped with a reason
+        let ms = vec![mapping("m1", "track", None, "trigger_workflow", json!({"workflow": "wf"}), 1)];
+        let plan = plan_actions(&settings(), &ms, &record("track", Some("X"), None, json!({})));
+        assert!(plan[0].payload.is_none());
+        assert!(plan[0].skip_reason.as_deref().unwrap().contains("recipients"), "{plan:?}");
+
+        // more than 1000 recipients is refused
+        let many: Vec<Value> = (0..1001).map(|i| json!(format!("u{i}"))).collect();
+        let ms = vec![mapping("m1", "track", None, "trigger_workflow", json!({"workflow": "wf", "recipients": "data.to"}), 1)];
+        let plan = plan_actions(&settings(), &ms, &record("track", Some("X"), Some("u"), json!({"to": many})));
+        assert!(plan[0].skip_reason.as_deref().unwrap().contains("1000"));
+    }
+
+    #[test]
+    fn filters_inactive_and_identify_switch() {
+        let mut m = mapping("m1", "track", None, "trigger_workflow", json!({"workflow": "wf"}), 1);
+        m.filter = Some("data.total > 100".into());
+        let big = record("track", Some("X"), Some("u"), json!({"total": 150}));
+        let small = record("track", Some("X"), Some("u"), json!({"total": 50}));
+        assert_eq!(plan_actions(&settings(), std::slice::from_ref(&m), &big).len(), 1);
+        assert_eq!(plan_actions(&settings(), std::slice::from_ref(&m), &small).len(), 0);
+        m.active = false;
+        assert_eq!(plan_actions(&settings(), std::slice::from_ref(&m), &big).len(), 0);
+
+        let id = mapping("m2", "identify", None, "identify_user", json!({}), 1);
+        let mut s = settings();
+        s.handle_identify = false;
+        let plan = plan_actions(&s, &[id], &record("identify", None, Some("u"), json!({"name": "N"})));
+        assert!(plan[0].skip_reason.as_deref().unwrap().contains("turned off"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = |params: Value, action: &str| {
+            validate_mapping_err(&mapping("m", "track", None, action, params, 0))
+        };
+        assert_eq!(bad(json!({"workflow": "wf"}), "send_email"), "action_type");
+        assert_eq!(bad(json!({}), "trigger_workflow"), "parameters.workflow");
+        assert_eq!(bad(json!({"workflow": "wf", "recipients": "data..x"}), "trigger_workflow"), "parameters.recipients");
+        assert_eq!(bad(json!({"workflow": "wf", "recipients": "body.x"}), "trigger_workflow"), "parameters.recipients");
+        assert_eq!(bad(json!({"workflow": "wf", "colour": "data.x"}), "trigger_workflow"), "parameters.colour");
+        let mut m = mapping("m", "track", None, "trigger_workflow", json!({"workflow": "wf"}), 0);
+        m.filter = Some("data.total >".into());
+        assert_eq!(validate_mapping_err(&m), "filter");
+        m.filter = Some("data.total > 5".into());
+        assert!(crate::validate_mapping(&m).is_ok());
+    }
+
+    fn validate_mapping_err(m: &Mapping) -> String {
+        crate::validate_mapping(m).unwrap_err().field
+    }
+}

@@ -218,11 +218,11 @@ fn traits(obj: &Map<String, Value>, user_id: Option<&str>) -> Map<String, Value>
         return Map::new();
     };
     let mut t = ctx.clone();
-    t.remove("anonymousId");
+    t.shift_remove("anonymousId");
     for k in ["id", "userId"] {
         let same = t.get(k).is_some_and(|v| id_value(v).ok().flatten().as_deref() == user_id && user_id.is_some());
         if same {
-            t.remove(k);
+            t.shift_remove(k);
         }
     }
     t

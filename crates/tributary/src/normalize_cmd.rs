@@ -46,8 +46,15 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
         let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
         let v = v.to_string();
         match k {
-            "paths.event_type" => settings.paths.event_type = Some(v),
-            "paths.fixed_type" => settings.paths.fixed_type = Some(v),
+            // a type path and a fixed type are alternatives: setting one clears the other
+            "paths.event_type" => {
+                settings.paths.event_type = Some(v);
+                settings.paths.fixed_type = None;
+            }
+            "paths.fixed_type" => {
+                settings.paths.fixed_type = Some(v);
+                settings.paths.event_type = None;
+            }
             "paths.event_name" => settings.paths.event_name = Some(v),
             "paths.user_id" => settings.paths.user_id = Some(v),
             "paths.timestamp" => settings.paths.timestamp = Some(v),

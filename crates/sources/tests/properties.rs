@@ -1,0 +1,169 @@
+//! Property tests over the whole request path of the source layer.
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use tributary_model::{Template, VerificationScheme};
+use tributary_sources::request::{decode_body, parse_request, Request};
+use tributary_sources::templates::default_settings;
+use tributary_sources::{normalize_item, NormalizeInput};
+
+const TEMPLATES: [Template; 5] = Template::ALL;
+
+/// Everything the gateway and translator do with a request; returns the lines `normalize` would
+/// print (so "deterministic" compares all of it).
+fn pipeline(template: Template, headers: &[(String, String)], body: &[u8], now: i64) -> Vec<String> {
+    let mut settings = default_settings(template, "s", "development", "t".into());
+    if template == Template::Http {
+        settings.paths.user_id = Some("body.user.id".into());
+    }
+    let mut out = Vec::new();
+    let encoding = headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
+    let env = decode_body(encoding, body, 1 << 20)
+        .and_then(|d| parse_request(template, &settings, &Request { headers, body: &d }, now));
+    let env = match env {
+        Ok(e) => e,
+        Err(e) => {
+            assert!((400..500).contains(&e.status()), "request errors are 4xx: {e:?}");
+            return vec![format!("error {}", e.code())];
+        }
+    };
+    let empty = Map::new();
+    for item in &env.items {
+        let r = normalize_item(&NormalizeInput {
+            template,
+            settings: &settings,
+            item: &item.raw,
+            batch_context: env.batch_context.as_deref(),
+            batch_integrations: env.batch_integrations.as_deref(),
+            headers: &empty,
+            implied_type: None,
+            received_at: now * 1000,
+        });
+        out.push(match r {
+            Ok(n) => serde_json::to_string(&n).unwrap(),
+            Err(e) => format!("rejected {} {}", item.index, e.code),
+        });
+    }
+    out
+}
+
+fn arb_json(depth: u32) -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        "-?[0-9]{1,25}(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,2})?",
+        "\"[a-zA-Z0-9 :\\-_.+é]{0,12}\"",
+        Just("\"2024-07-01T09:30:00.123+02:00\"".to_string()),
+        Just("\"track\"".to_string()),
+        Just("\"identify\"".to_string()),
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    let keys = prop_oneof![
+        Just("type"), Just("event"), Just("userId"), Just("anonymousId"), Just("properties"), Just("traits"),
+        Just("context"), Just("timestamp"), Just("messageId"), Just("batch"), Just("name"), Just("groupId"),
+        Just("previousId"), Just("originalTimestamp"), Just("data"), Just("user"), Just("id"), Just("x"),
+    ];
+    prop_oneof![
+        3 => leaf,
+        1 => prop::collection::vec(arb_json(depth - 1), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+        2 => prop::collection::vec((keys, arb_json(depth - 1)), 0..6).prop_map(|kv| {
+            let parts: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", parts.join(","))
+        }),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes: a typed answer, never a panic.
+    #[test]
+    fn any_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..400), t in 0usize..5, gz in any::<bool>()) {
+        let headers = if gz { vec![("content-encoding".to_string(), "gzip".to_string())] } else { vec![] };
+        let _ = pipeline(TEMPLATES[t], &headers, &body, 1_719_826_300);
+    }
+
+    /// JSON-shaped input of every envelope: typed answers, the same every time.
+    #[test]
+    fn json_inputs_are_deterministic(body in arb_json(4), t in 0usize..5) {
+        let a = pipeline(TEMPLATES[t], &[], body.as_bytes(), 1_719_826_300);
+        let b = pipeline(TEMPLATES[t], &[], body.as_bytes(), 1_719_826_300);
+        prop_assert_eq!(a, b);
+    }
+
+    /// Integer user ids of any length keep every digit; data numbers keep their lexeme.
+    #[test]
+    fn numbers_survive_exactly(id in "[1-9][0-9]{0,40}", n in "-?(0|[1-9][0-9]{0,29})\\.[0-9]{1,20}") {
+        let body = format!(r#"{{"type":"track","event":"E","userId":{id},"properties":{{"v":{n},"w":[{n}]}}}}"#);
+        let lines = pipeline(Template::Segment, &[], body.as_bytes(), 1_719_826_300);
+        prop_assert_eq!(lines.len(), 1);
+        let v: Value = serde_json::from_str(&lines[0]).unwrap();
+        prop_assert_eq!(v["user_id"].as_str().unwrap(), id.as_str());
+        prop_assert_eq!(v["data"]["v"].to_string(), n.clone());
+        prop_assert_eq!(v["data"]["w"][0].to_string(), n);
+    }
+
+    /// A batch splits into exactly its elements, in order, each accepted or refused.
+    #[test]
+    fn batches_keep_every_item_in_order(ids in prop::collection::vec(prop::option::of("[a-z]{1,6}"), 0..20)) {
+        let items: Vec<String> = ids.iter().map(|id| match id {
+            Some(id) => format!(r#"{{"type":"track","event":"E","userId":"{id}"}}"#),
+            None => r#"{"type":"track","event":"E"}"#.to_string(),
+        }).collect();
+        let body = format!(r#"{{"batch":[{}]}}"#, items.join(","));
+        let lines = pipeline(Template::Segment, &[], body.as_bytes(), 1_719_826_300);
+        prop_assert_eq!(lines.len(), ids.len());
+        for (i, (line, id)) in lines.iter().zip(&ids).enumerate() {
+            match id {
+                Some(id) => {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    prop_assert_eq!(v["user_id"].as_str(), Some(id.as_str()));
+                }
+                None => prop_assert_eq!(line, &format!("rejected {i} missing_identity")),
+            }
+        }
+    }
+
+    /// Signatures: only the right secret over the right bytes verifies.
+    #[test]
+    fn segment_signature_binds_body(body in "[a-z]{0,40}", secret in "[a-z]{1,10}", other in "[a-z]{1,10}") {
+        let body = format!(r#"{{"type":"track","event":"{body}x","userId":"u"}}"#);
+        let mut settings = default_settings(Template::Segment, "s", "d", "t".into());
+        settings.verification.scheme = VerificationScheme::SegmentSignature;
+        settings.verification.secrets = vec![secret.clone()];
+        let sig = tributary_sources::verify::sign_segment(&secret, body.as_bytes());
+        let h = vec![("x-signature".to_string(), sig.clone())];
+        let req = Request { headers: &h, body: body.as_bytes() };
+        let ok = parse_request(Template::Segment, &settings, &req, 0).is_ok();
+        prop_assert!(ok);
+        if other != secret {
+            settings.verification.secrets = vec![other];
+            let refused = parse_request(Template::Segment, &settings, &req, 0).is_err();
+            prop_assert!(refused);
+        }
+    }
+}
+
+#[test]
+fn gzip_bodies_decode_and_bombs_are_cut_off() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let body = br#"{"type":"track","event":"E","userId":"u"}"#;
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(body).unwrap();
+    let gz = enc.finish().unwrap();
+    assert_eq!(decode_body(Some("gzip"), &gz, 1024).unwrap().as_ref(), body);
+    // 10 MB of zeros compress to ~10 KB: refused at the limit, not inflated
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![b'0'; 10 << 20]).unwrap();
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    let e = decode_body(Some("gzip"), &bomb, 1 << 20).unwrap_err();
+    assert_eq!(e.code(), "payload_too_large");
+    assert_eq!(decode_body(Some("br"), body, 1024).unwrap_err().status(), 415);
+    assert_eq!(decode_body(Some("gzip"), b"not gzip", 1024).unwrap_err().code(), "invalid_gzip");
+    assert_eq!(decode_body(None, &[b'x'; 2000], 1024).unwrap_err().status(), 413);
+}
