@@ -39,3 +39,17 @@ clean-services:
 run: services-up build
 	./target/debug/tributary --config $(LOCAL)/tributary.toml migrate
 	./target/debug/tributary --config $(LOCAL)/tributary.toml all
+
+## Fuzz the source layer's request path (headers + body → records) for FUZZ_SECONDS (default 600).
+## Needs cargo-fuzz (installed from crates.io if missing) and a nightly toolchain (else stable
+## with RUSTC_BOOTSTRAP=1).
+FUZZ_SECONDS ?= 600
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/request_path
+	cp tests/fixtures/*/*.json fuzz/corpus/request_path/ 2>/dev/null || true
+	if rustup toolchain list 2>/dev/null | grep -q nightly; then \
+	  cd fuzz && cargo +nightly fuzz run request_path -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536; \
+	else \
+	  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run request_path -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536; \
+	fi

@@ -8,6 +8,7 @@
 //! `make test` before the tests run.
 
 pub mod http;
+pub mod recorder;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message};
@@ -78,6 +79,12 @@ impl Cluster {
         Cluster { name, gateway_port, admin_port, env, procs: Vec::new() }
     }
 
+    /// Set (or replace) a configuration variable for every process started afterwards.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     fn command(&self, args: &[&str], extra_env: &[(&str, String)]) -> Command {
         let mut c = Command::new(binary());
         c.args(args);
@@ -99,12 +106,19 @@ impl Cluster {
     /// Start a role as its own process, logging to `target/e2e-logs/<cluster>-<role>.log`.
     /// Worker roles each get their own health port; returns it.
     pub fn start(&mut self, role: &str) -> u16 {
+        self.start_with(role, &[])
+    }
+
+    /// Start a role with extra environment for this process only.
+    pub fn start_with(&mut self, role: &str, extra: &[(&str, String)]) -> u16 {
         let health = free_port();
+        let mut extra: Vec<(&str, String)> = extra.to_vec();
+        extra.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN", format!("127.0.0.1:{health}")));
         let log_dir = binary().parent().unwrap().join("e2e-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = std::fs::File::create(log_dir.join(format!("{}-{role}-{health}.log", self.name))).unwrap();
         let child = self
-            .command(&[role], &[("TRIBUTARY_WORKERS_HEALTH_LISTEN", format!("127.0.0.1:{health}"))])
+            .command(&[role], &extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -170,6 +184,15 @@ impl Cluster {
         let v = self.admin_ok("POST", "/v1/sources", Some(&serde_json::json!({"key": key, "template": template})));
         let token = v["environments"]["development"]["token"].as_str().expect("token").to_string();
         (v, token)
+    }
+
+    /// Wait until a configuration change is live in every process (refresh is 500 ms here).
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    pub fn gateway(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value, Vec<(String, String)>) {
+        http::try_request(self.gateway_port, method, path, headers, Some(body)).expect("gateway request")
     }
 
     pub fn post_event(&self, token: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
@@ -250,8 +273,13 @@ where
 
 /// Read every record of `topic` that arrives within `wait` (from the beginning).
 pub fn read_topic(topic: &str, wait: Duration, expect_at_least: usize) -> Vec<(String, Value)> {
+    read_topic_from(&kafka(), topic, wait, expect_at_least)
+}
+
+/// The same, from a given broker.
+pub fn read_topic_from(brokers: &str, topic: &str, wait: Duration, expect_at_least: usize) -> Vec<(String, Value)> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

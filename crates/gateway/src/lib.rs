@@ -25,7 +25,9 @@ pub async fn run(cfg: &Config, cache: ConfigCache, readiness: Readiness, shutdow
     let producer = Producer::new(&ProducerSettings {
         brokers: cfg.kafka.brokers.clone(),
         max_queue_messages: cfg.gateway.max_queue_messages,
-        message_timeout_ms: cfg.gateway.produce_timeout_ms.max(1000) * 6,
+        // librdkafka gives up on a record when the request does: a 503 then means "not
+        // stored" (as far as anyone can know), and no ghost copy arrives later.
+        message_timeout_ms: cfg.gateway.produce_timeout_ms.max(100),
         client_id: "tributary-gateway".into(),
     })
     .map_err(|e| e.to_string())?;
@@ -34,7 +36,8 @@ pub async fn run(cfg: &Config, cache: ConfigCache, readiness: Readiness, shutdow
         producer.clone(),
         cfg.topic("raw"),
         cfg.gateway.max_body_bytes,
-        Duration::from_millis(cfg.gateway.produce_timeout_ms),
+        // a safety margin over librdkafka's own timeout, which normally fires first
+        Duration::from_millis(cfg.gateway.produce_timeout_ms + 500),
     ));
     spawn_readiness(producer.clone(), cache, readiness.clone(), shutdown.clone());
     let app = router(state, readiness);

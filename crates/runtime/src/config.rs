@@ -83,6 +83,12 @@ pub struct WorkersConfig {
     pub config_refresh_ms: u64,
     /// Attempts at a record before it goes to the dead-letter topic.
     pub max_attempts: u32,
+    /// Attempts of one HTTP sink request (5xx, 429, network errors) before the action fails.
+    pub sink_max_attempts: u32,
+    /// First retry delay of the HTTP sink; doubles each attempt (capped at 10 s).
+    pub sink_backoff_ms: u64,
+    /// Timeout of one HTTP sink request.
+    pub sink_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,7 +160,14 @@ impl Default for AdminConfig {
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        WorkersConfig { health_listen: "127.0.0.1:9100".parse().unwrap(), config_refresh_ms: 2_000, max_attempts: 5 }
+        WorkersConfig {
+            health_listen: "127.0.0.1:9100".parse().unwrap(),
+            config_refresh_ms: 2_000,
+            max_attempts: 5,
+            sink_max_attempts: 6,
+            sink_backoff_ms: 200,
+            sink_timeout_ms: 10_000,
+        }
     }
 }
 

@@ -89,7 +89,12 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                 }
                 Role::Executor => {
                     let p = producer()?;
-                    let h = Executor { cache, store, producer: p.clone(), triggers_topic: topics.triggers.clone() };
+                    let http = tributary_workers::sink::HttpSink::new(
+                        Duration::from_millis(cfg.workers.sink_timeout_ms),
+                        cfg.workers.sink_max_attempts,
+                        Duration::from_millis(cfg.workers.sink_backoff_ms),
+                    )?;
+                    let h = Executor { cache, store, producer: p.clone(), triggers_topic: topics.triggers.clone(), http };
                     tributary_workers::run(&cfg, "executor", topics.actions.clone(), &h, &p, &readiness, &shutdown).await
                 }
             }

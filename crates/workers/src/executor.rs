@@ -15,12 +15,15 @@ use tributary_model::{
 use tributary_sources::identify::deep_merge;
 use tributary_sources::templates::DEFAULT_RETENTION_DAYS;
 use tributary_store::{ConfigCache, Store, StoreError};
+use tributary_model::SinkSettings;
+use crate::sink::{self, HttpSink, SinkResult};
 
 pub struct Executor {
     pub cache: ConfigCache,
     pub store: Store,
     pub producer: Producer,
     pub triggers_topic: String,
+    pub http: HttpSink,
 }
 
 /// How one action ended.
@@ -111,8 +114,9 @@ impl Executor {
         &self,
         plan: &ActionPlan,
         cmd: &ActionCommand,
-        _settings: Option<&EnvironmentSettings>,
+        settings: Option<&EnvironmentSettings>,
     ) -> Result<Outcome, StageError> {
+        let sink_settings = settings.map(|s| s.sink.clone()).unwrap_or_default();
         let env = &plan.event.environment;
         let Some(payload) = &cmd.payload else {
             return Ok(Outcome { status: ActionStatus::Skipped, result: None, error: cmd.skip_reason.clone() });
@@ -123,7 +127,16 @@ impl Executor {
                 let created = user.is_empty();
                 deep_merge(&mut user, properties);
                 self.store.put_user(env, user_id, &user).await.map_err(transient)?;
-                Ok(Outcome { status: ActionStatus::Success, result: Some(json!({"user_id": user_id, "created": created})), error: None })
+                let stored = json!({"user_id": user_id, "created": created});
+                match &sink_settings {
+                    SinkSettings::Kafka => Ok(Outcome { status: ActionStatus::Success, result: Some(stored), error: None }),
+                    // Knock merges an identify the same way, so the update is all it needs.
+                    SinkSettings::Http { base_url, api_key } => {
+                        let url = sink::url(base_url, &["users", user_id]);
+                        let r = self.http.send(reqwest::Method::PUT, &url, api_key, &Value::Object(properties.clone()), None).await;
+                        Ok(http_outcome(r, stored))
+                    }
+                }
             }
             ActionPayload::SetTenant { tenant_id, properties } => {
                 let mut tenant = self.store.get_tenant(env, tenant_id).await.map_err(transient)?.unwrap_or_default();
@@ -148,6 +161,17 @@ impl Executor {
                     m.insert("source".into(), json!(plan.event.source));
                     m.insert("event_id".into(), json!(plan.event.event_id));
                 }
+                if let SinkSettings::Http { base_url, api_key } = &sink_settings {
+                    let url = sink::url(base_url, &["workflows", &workflow, kind]);
+                    let mut req = serde_json::to_value(payload).map_err(|e| StageError::Permanent(e.to_string()))?;
+                    if let Value::Object(m) = &mut req {
+                        m.remove("type");
+                        m.remove("workflow");
+                    }
+                    let key = (kind == "trigger").then_some(cmd.action_id.as_str());
+                    let r = self.http.send(reqwest::Method::POST, &url, api_key, &req, key).await;
+                    return Ok(http_outcome(r, json!({"sink": "http", "url": url})));
+                }
                 let key = tributary_model::event::partition_key(env, &workflow);
                 let bytes = serde_json::to_vec(&body).map_err(|e| StageError::Permanent(e.to_string()))?;
                 self.producer
@@ -160,6 +184,21 @@ impl Executor {
                     error: None,
                 })
             }
+        }
+    }
+}
+
+fn http_outcome(r: SinkResult, mut base: Value) -> Outcome {
+    match r {
+        SinkResult::Delivered { status, body, attempts } => {
+            base["status"] = json!(status);
+            base["response"] = body;
+            base["http_attempts"] = json!(attempts);
+            Outcome { status: ActionStatus::Success, result: Some(base), error: None }
+        }
+        SinkResult::Failed { error, attempts } => {
+            base["http_attempts"] = json!(attempts);
+            Outcome { status: ActionStatus::Failed, result: Some(base), error: Some(error) }
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod executor;
 pub mod mapper;
 mod metrics;
+pub mod sink;
 pub mod translator;
 
 use tributary_bus::{run_stage, Handler, Producer, StageOptions, Topics};

@@ -1,0 +1,237 @@
+//! The gateway against a real Kafka: every status code, the tracking API, gzip, HTTP/2,
+//! metrics, and a Kafka outage (503 + Retry-After, then recovery, nothing accepted lost).
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+use tributary_tests::{free_port, read_topic, read_topic_from, Cluster};
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_status_code_with_a_real_kafka() {
+    let mut c = Cluster::new();
+    c.set_env("TRIBUTARY_GATEWAY_MAX_BODY_BYTES", "4096");
+    c.migrate();
+    c.start("admin");
+    c.start("gateway");
+    let (_, token) = c.create_source("seg", "segment");
+    c.settle().await;
+    let path = format!("/integrations/receive/{token}");
+    let one = br#"{"type":"track","event":"A","userId":"u1","messageId":"m1"}"#;
+
+    // 202: durably in Kafka
+    let (s, v, _) = c.gateway("POST", &path, &[], one);
+    assert_eq!((s, v["accepted"].clone(), v["rejected"].clone()), (202, json!(1), json!(0)), "{v}");
+    // text/plain (analytics.js) and a charset
+    let (s, _, _) = c.gateway("POST", &path, &[("content-type", "text/plain;charset=UTF-8")], one);
+    assert_eq!(s, 202);
+    // gzip
+    let (s, v, _) = c.gateway("POST", &path, &[("content-encoding", "gzip")], &gzip(one));
+    assert_eq!(s, 202, "{v}");
+    // 200 with counts: a batch with a refused item
+    let batch = br#"{"batch":[{"type":"track","event":"A","userId":"u1"},{"type":"track","userId":"u2"}]}"#;
+    let (s, v, _) = c.gateway("POST", &path, &[], batch);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["accepted"].clone(), v["rejected"].clone()), (json!(1), json!(1)));
+    assert_eq!(v["errors"][0]["code"], "missing_event");
+    assert_eq!(v["errors"][0]["index"], 1);
+    // 202 for an empty batch
+    assert_eq!(c.gateway("POST", &path, &[], br#"{"batch":[]}"#).0, 202);
+
+    // 404 unknown token
+    let (s, v, _) = c.gateway("POST", "/integrations/receive/tok_nope", &[], one);
+    assert_eq!((s, code(&v)), (404, "unknown_token"));
+    // 400 unparseable, 400 a single invalid event
+    let (s, v, _) = c.gateway("POST", &path, &[], b"{not json");
+    assert_eq!((s, code(&v)), (400, "invalid_json"));
+    let (s, v, _) = c.gateway("POST", &path, &[], br#"{"type":"track","userId":"u"}"#);
+    assert_eq!((s, code(&v)), (400, "missing_event"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("event"));
+    // 413 over the limit, raw and after decompression (a gzip bomb)
+    let big = format!(r#"{{"type":"track","event":"A","userId":"u","properties":{{"p":"{}"}}}}"#, "x".repeat(5000));
+    let (s, v, _) = c.gateway("POST", &path, &[], big.as_bytes());
+    assert_eq!((s, code(&v)), (413, "payload_too_large"));
+    let (s, v, _) = c.gateway("POST", &path, &[("content-encoding", "gzip")], &gzip(big.as_bytes()));
+    assert_eq!((s, code(&v)), (413, "payload_too_large"));
+    // 415 unsupported encoding
+    let (s, v, _) = c.gateway("POST", &path, &[("content-encoding", "br")], one);
+    assert_eq!((s, code(&v)), (415, "unsupported_encoding"));
+
+    // 401: the environment now requires a shared secret header
+    c.admin_ok(
+        "PATCH",
+        "/v1/sources/seg/environments/development",
+        Some(&json!({"verification": {"scheme": "shared_secret_header", "header": "x-seg-secret", "secrets": ["s3cret-1"]}})),
+    );
+    c.settle().await;
+    let (s, v, _) = c.gateway("POST", &path, &[], one);
+    assert_eq!((s, code(&v)), (401, "missing_signature"));
+    let (s, v, _) = c.gateway("POST", &path, &[("x-seg-secret", "wrong")], one);
+    assert_eq!((s, code(&v)), (401, "signature_mismatch"));
+    let (s, _, _) = c.gateway("POST", &path, &[("x-seg-secret", "s3cret-1")], one);
+    assert_eq!(s, 202);
+    c.admin_ok("PATCH", "/v1/sources/seg/environments/development", Some(&json!({"verification": {"scheme": "none", "secrets": []}})));
+    c.settle().await;
+
+    // Segment tracking API: Basic auth with the token as write key, or writeKey in the body
+    let basic = format!("Basic {}", base64_encode(&format!("{token}:")));
+    let (s, v, _) = c.gateway("POST", "/v1/t", &[("authorization", &basic)], br#"{"event":"Tracked","userId":"u9"}"#);
+    assert_eq!(s, 202, "{v}");
+    let body = format!(r#"{{"writeKey":"{token}","batch":[{{"type":"identify","userId":"u9","traits":{{"a":1}}}}]}}"#);
+    assert_eq!(c.gateway("POST", "/v1/batch", &[], body.as_bytes()).0, 202);
+    let body = format!(r#"{{"writeKey":"{token}","userId":"u9","traits":{{"b":2}}}}"#);
+    assert_eq!(c.gateway("POST", "/v1/identify", &[], body.as_bytes()).0, 202);
+    let (s, v, _) = c.gateway("POST", "/v1/track", &[], br#"{"event":"E","userId":"u"}"#);
+    assert_eq!((s, code(&v)), (401, "missing_write_key"));
+    let (s, v, _) = c.gateway("POST", "/v1/nope", &[("authorization", &basic)], one);
+    assert_eq!((s, code(&v)), (404, "not_found"));
+
+    // HTTP/2 (prior knowledge), through curl
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "--http2-prior-knowledge", "-XPOST"])
+        .arg(format!("http://127.0.0.1:{}{path}", c.gateway_port))
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(std::str::from_utf8(one).unwrap())
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 202");
+
+    // What reached Kafka: every item of every 2xx request (refused ones too, for the event
+    // log), with credentials stripped and the write key removed from single calls.
+    // 6 single events, a batch of 2, the refused single event, 3 tracking-API items
+    let raw = read_topic(&c.topic("raw"), Duration::from_secs(20), 11);
+    assert_eq!(raw.len(), 11, "{raw:#?}");
+    assert!(raw.iter().all(|(k, _)| k.starts_with("development/")));
+    let identify = raw.iter().find(|(_, r)| r["implied_type"] == "identify").expect("the /v1/identify item");
+    assert!(!identify.1["item"].as_object().unwrap().contains_key("writeKey"), "{identify:?}");
+    assert!(raw.iter().all(|(_, r)| r["headers"].get("x-seg-secret").is_none() && r["headers"].get("authorization").is_none()));
+
+    // metrics
+    let (s, m) = tributary_tests::http::request(c.gateway_port, "GET", "/metrics", &[], None);
+    assert_eq!(s, 200);
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains(r#"tributary_gateway_requests_total{environment="development",status="202",template="segment"}"#), "{m}");
+    assert!(m.contains(r#"tributary_gateway_events_total{code="missing_event",outcome="rejected"}"#));
+    assert!(m.contains("tributary_gateway_produce_seconds_bucket"));
+    assert!(m.contains("tributary_gateway_producer_queue_depth"));
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A broker of this test's own (so stopping it disturbs no other test).
+struct PrivateKafka {
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl PrivateKafka {
+    fn new() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("trib-kafka-{}", uuid::Uuid::new_v4().simple()));
+        let env = vec![
+            ("KAFKA_PORT".into(), port.to_string()),
+            ("KAFKA_CONTROLLER_PORT".into(), free_port().to_string()),
+            ("KAFKA_RUN_DIR".into(), dir.display().to_string()),
+        ];
+        PrivateKafka { port, env }
+    }
+    fn script(&self, cmd: &str) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
+        let st = Command::new("bash").arg(script).arg(cmd).envs(self.env.iter().cloned()).status().unwrap();
+        assert!(st.success(), "kafka.sh {cmd} failed");
+    }
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
+        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_outage_answers_503_then_recovers_without_losing_accepted_events() {
+    let kafka = PrivateKafka::new();
+    kafka.script("start");
+    let mut c = Cluster::new();
+    c.migrate();
+    c.start("admin");
+    let gw_env = [
+        ("TRIBUTARY_KAFKA_BROKERS", kafka.brokers()),
+        ("TRIBUTARY_GATEWAY_PRODUCE_TIMEOUT_MS", "2000".to_string()),
+    ];
+    let (_, token) = c.create_source("seg", "segment");
+    c.start_with("gateway", &gw_env);
+    let path = format!("/integrations/receive/{token}");
+    let ev = |i: u32| format!(r#"{{"type":"track","event":"E","userId":"u{i}","messageId":"m{i}"}}"#);
+
+    let mut accepted = Vec::new();
+    for i in 0..5 {
+        let (s, v, _) = c.gateway("POST", &path, &[], ev(i).as_bytes());
+        assert_eq!(s, 202, "{v}");
+        accepted.push(format!("m{i}"));
+    }
+
+    kafka.script("stop");
+    let (s, v, h) = c.gateway("POST", &path, &[], ev(100).as_bytes());
+    assert_eq!((s, code(&v)), (503, "unavailable"), "{v}");
+    assert_eq!(header(&h, "retry-after"), Some("5"));
+    // not ready while Kafka is away
+    let mut unready = false;
+    for _ in 0..50 {
+        if tributary_tests::http::request(c.gateway_port, "GET", "/readyz", &[], None).0 == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(unready, "/readyz should report Kafka down");
+
+    kafka.script("start");
+    // the sender retries, as CDPs do on 503, until it is accepted again
+    let mut recovered = false;
+    for _ in 0..60 {
+        let (s, _, _) = c.gateway("POST", &path, &[], ev(100).as_bytes());
+        if s == 202 {
+            recovered = true;
+            break;
+        }
+        assert_eq!(s, 503);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(recovered, "the gateway did not recover after Kafka came back");
+    accepted.push("m100".into());
+    for i in 5..10 {
+        assert_eq!(c.gateway("POST", &path, &[], ev(i).as_bytes()).0, 202);
+        accepted.push(format!("m{i}"));
+    }
+
+    let raw = read_topic_from(&kafka.brokers(), &c.topic("raw"), Duration::from_secs(30), accepted.len());
+    let got: Vec<String> = raw
+        .iter()
+        .map(|(_, r)| serde_json::from_str::<Value>(r["item"].to_string().as_str()).unwrap()["messageId"].as_str().unwrap().to_string())
+        .collect();
+    for m in &accepted {
+        assert!(got.contains(m), "accepted event {m} is not in Kafka: {got:?}");
+    }
+}
