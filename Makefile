@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 LOCAL := deploy/local
 
-.PHONY: build test unit services-up services-down run bench fuzz clean-services
+.PHONY: build test unit services-up services-down run bench bench-gateway bench-pipeline fuzz clean-services
 
 build:
 	$(CARGO) build --workspace --bins
@@ -53,3 +53,15 @@ fuzz:
 	else \
 	  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run request_path -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536; \
 	fi
+
+## Benchmarks (release build, real services; figures beside baselines from the same run).
+## BENCH_ARGS passes options, e.g. BENCH_ARGS="--soak-secs 600" for the gateway memory soak.
+bench: bench-gateway bench-pipeline
+
+bench-gateway:
+	$(CARGO) build --release --workspace --bins
+	bash $(LOCAL)/with-services.sh ./target/release/tributary-bench gateway $(BENCH_ARGS)
+
+bench-pipeline:
+	$(CARGO) build --release --workspace --bins
+	bash $(LOCAL)/with-services.sh ./target/release/tributary-bench pipeline $(BENCH_ARGS)

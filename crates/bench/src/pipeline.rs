@@ -1,0 +1,172 @@
+//! `make bench-pipeline`: events from the gateway to their action logs, with the four roles
+//! as separate processes, against a plain loop of the same Cassandra writes.
+
+use crate::load::Body;
+use crate::procs::{free_port, wait_http, Proc};
+use crate::{segment_track, Env};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tributary_model::{ActionLog, EventLog, Mapping, Template};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Events sent through the pipeline.
+    #[arg(long, default_value = "20000")]
+    events: usize,
+    /// Rows of the baseline loop.
+    #[arg(long, default_value = "3000")]
+    baseline_events: usize,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let env = Env::from_env();
+    env.migrate();
+    let store = env.store().await;
+    let token = env.source(&store, "shop", Template::Segment).await;
+    store
+        .put_mapping(&Mapping {
+            id: "m-trigger".into(),
+            source: "shop".into(),
+            environment: "development".into(),
+            event_type: "track".into(),
+            event_name: Some("Order Completed".into()),
+            action_type: "trigger_workflow".into(),
+            parameters: json!({"workflow": "order-completed"}).as_object().unwrap().clone(),
+            filter: None,
+            active: true,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await?;
+
+    // Baseline: the same two rows per event (event log + action log, with their timelines),
+    // written by a plain loop of prepared statements, one at a time.
+    let t = Instant::now();
+    for i in 0..a.baseline_events {
+        let (e, ac) = rows(i);
+        store.write_event_log(&e, 86_400).await?;
+        store.write_action_log(&ac, Some("order-completed"), 86_400).await?;
+    }
+    let baseline = a.baseline_events as f64 / t.elapsed().as_secs_f64();
+
+    let log_dir = env.bin_dir.join("bench-logs");
+    std::fs::create_dir_all(&log_dir)?;
+    let mut procs = Vec::new();
+    let gw_port = free_port();
+    for role in ["translator", "mapper", "executor", "gateway"] {
+        let health = free_port();
+        let mut cfg = env.config();
+        cfg.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN".into(), format!("127.0.0.1:{health}")));
+        cfg.push(("TRIBUTARY_GATEWAY_LISTEN".into(), format!("127.0.0.1:{gw_port}")));
+        procs.push(Proc::spawn(role, &env.tributary(), &[role], &cfg, &log_dir.join(format!("pipeline-{role}.log")).display().to_string()));
+        wait_http(if role == "gateway" { gw_port } else { health }, "/readyz", Duration::from_secs(60));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // send every event once, in 100-event batches
+    let bodies: Vec<Body> = (0..a.events / 100)
+        .map(|b| {
+            let items: Vec<serde_json::Value> = (0..100).map(|k| segment_track((b * 100 + k) as u64)).collect();
+            Body { bytes: Arc::new(json!({"batch": items}).to_string().into_bytes()), events: 100 }
+        })
+        .collect();
+    let url = format!("http://127.0.0.1:{gw_port}/integrations/receive/{token}");
+    let started = chrono::Utc::now().timestamp_millis();
+    let send = crate::load::client();
+    let mut futs = Vec::new();
+    for chunk in bodies.chunks((bodies.len() / 4).max(1)) {
+        let (c, u, chunk) = (send.clone(), url.clone(), chunk.to_vec());
+        futs.push(tokio::spawn(async move {
+            for b in chunk {
+                let r = c.post(&u).body(b.bytes.as_ref().clone()).send().await.expect("send");
+                assert!(r.status().is_success());
+            }
+        }));
+    }
+    for f in futs {
+        f.await?;
+    }
+    let sent_ms = chrono::Utc::now().timestamp_millis() - started;
+
+
+    // wait for every action log
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let expected = a.events;
+    let actions = loop {
+        let acts = store.action_times("development", started).await?;
+        if acts.len() >= expected || Instant::now() > deadline {
+            break acts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let events: HashMap<String, i64> = store.event_times("development", started).await?.into_iter().collect();
+    let mut delays: Vec<i64> = actions
+        .iter()
+        .filter(|(_, t)| *t >= started)
+        .filter_map(|(id, t)| events.get(id).filter(|r| **r >= started).map(|r| t - r))
+        .collect();
+    delays.sort_unstable();
+    let done = actions.iter().map(|(_, t)| *t).max().unwrap_or(started);
+    let n = delays.len();
+    let eps = n as f64 / ((done - started).max(1) as f64 / 1000.0);
+    let pct = |p: f64| delays.get(((n.max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
+    println!("# pipeline benchmark (gateway → translator → mapper → executor → Cassandra, each its own process)\n");
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| events sent (100-event batches) | {} in {} ms |", a.events, sent_ms);
+    println!("| events with an action log | {n} |");
+    println!("| pipeline throughput, gateway → action log | {eps:.0} events/s |");
+    println!("| baseline: plain prepared-statement loop, same rows, 1 in flight | {baseline:.0} events/s |");
+    println!("| pipeline / baseline | {:.2} |", eps / baseline);
+    println!("| delay receipt → action log p50 / p99 / max | {} / {} / {} ms |", pct(0.5), pct(0.99), pct(1.0));
+    let cpu: Vec<String> = procs.iter().map(|p| format!("{} {:.1}s", p.name, p.cpu_secs())).collect();
+    println!("| CPU used per process | {} |", cpu.join(", "));
+    Ok(())
+}
+
+fn rows(i: usize) -> (EventLog, ActionLog) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let id = format!("baseline-{i}");
+    let item = segment_track(i as u64);
+    (
+        EventLog {
+            event_id: id.clone(),
+            request_id: "baseline".into(),
+            source: "baseline".into(),
+            environment: "baseline".into(),
+            event_type: Some("track".into()),
+            name: Some("Order Completed".into()),
+            user_id: Some("u".into()),
+            status: "processed".into(),
+            error_code: None,
+            error_message: None,
+            verification: "unverified".into(),
+            raw: item.clone(),
+            normalized: Some(json!({"type": "track", "data": item["properties"], "event": item})),
+            duplicate_of: None,
+            received_at: now,
+            inserted_at: now,
+            ttl: None,
+        },
+        ActionLog {
+            action_id: format!("{id}-a"),
+            event_id: id,
+            mapping_id: "m".into(),
+            source: "baseline".into(),
+            environment: "baseline".into(),
+            action_type: "trigger_workflow".into(),
+            status: "success".into(),
+            parameters: json!({"workflow": "order-completed"}),
+            payload: Some(json!({"workflow": "order-completed", "recipients": ["u"], "data": item["properties"]})),
+            result: Some(json!({"sink": "kafka"})),
+            error: None,
+            attempts: 1,
+            replay_of: None,
+            inserted_at: now,
+            updated_at: now,
+            ttl: None,
+        },
+    )
+}
