@@ -1,7 +1,7 @@
 //! The admin API's routes and handlers.
 
 use crate::error::ApiError;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,29 +23,43 @@ pub struct AdminState {
     pub store: Store,
     pub token: String,
     pub public_url: String,
+    /// For replays: plans go to the actions topic, the executor runs them.
+    pub producer: Option<tributary_bus::Producer>,
+    pub actions_topic: String,
 }
 
-type St = State<Arc<AdminState>>;
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type St = State<Arc<AdminState>>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
     let api = Router::new()
         .route("/v1/environments", get(list_environments).post(create_environment))
         .route("/v1/environments/{env}", axum::routing::delete(delete_environment))
         .route("/v1/sources", get(list_sources).post(create_source))
-        .route("/v1/sources/{key}", get(get_source).delete(delete_source))
+        .route("/v1/sources/{key}", get(get_source).patch(update_source).delete(delete_source))
         .route("/v1/sources/{key}/environments/{env}", get(get_settings).patch(update_settings))
+        .route("/v1/sources/{key}/environments/{env}/secrets", axum::routing::post(add_secret))
+        .route("/v1/sources/{key}/environments/{env}/secrets/{index}", axum::routing::delete(remove_secret))
+        .route("/v1/sources/{key}/environments/{env}/rotate-token", axum::routing::post(rotate_token))
+        .route("/v1/sources/{key}/environments/{env}/known-events", get(crate::logs::known_events))
+        .route("/v1/sources/{key}/environments/{env}/status", get(crate::logs::status))
+        .route("/v1/sources/{key}/environments/{env}/rehearse", axum::routing::post(crate::rehearse::rehearse))
+        .route("/v1/environments/{env}/replay", axum::routing::post(crate::rehearse::replay))
+        .route("/v1/environments/{env}/actions", get(crate::logs::list_actions))
+        .route("/v1/audit", get(crate::logs::audit_log))
         .route("/v1/sources/{key}/environments/{env}/mappings", get(list_mappings).post(create_mapping))
         .route(
             "/v1/sources/{key}/environments/{env}/mappings/{id}",
             get(get_mapping).put(update_mapping).delete(delete_mapping),
         )
-        .route("/v1/environments/{env}/events", get(list_events))
+        .route("/v1/environments/{env}/events", get(crate::logs::list_events))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/environments/{env}/users/{id}", get(get_user))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
     api.merge(health_routes(readiness))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
 }
 
 async fn require_token(State(st): St, req: Request, next: Next) -> Response {
@@ -73,11 +87,11 @@ mod subtle_free {
     }
 }
 
-fn ok(status: StatusCode, v: Value) -> ApiResult {
+pub(crate) fn ok(status: StatusCode, v: Value) -> ApiResult {
     Ok((status, Json(v)).into_response())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -85,7 +99,7 @@ fn slug_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn body_of<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+pub(crate) fn body_of<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
 }
 
@@ -125,7 +139,7 @@ async fn delete_environment(State(st): St, Path(env): Path<String>) -> ApiResult
 
 // ---------------------------------------------------------------- sources
 
-fn settings_view(st: &AdminState, s: &EnvironmentSettings) -> Value {
+pub(crate) fn settings_view(st: &AdminState, s: &EnvironmentSettings) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     // Secrets are shown once, when set; afterwards only a hint of each.
     if let Some(secrets) = v.pointer_mut("/verification/secrets") {
@@ -199,7 +213,7 @@ async fn delete_source(State(st): St, Path(key): Path<String>) -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn load_settings(st: &AdminState, key: &str, env: &str) -> Result<EnvironmentSettings, ApiError> {
+pub(crate) async fn load_settings(st: &AdminState, key: &str, env: &str) -> Result<EnvironmentSettings, ApiError> {
     st.store
         .get_settings(key, env)
         .await?
@@ -255,6 +269,75 @@ async fn update_settings(State(st): St, Path((key, env)): Path<(String, String)>
     }
     st.store.put_settings(&updated).await?;
     ok(StatusCode::OK, settings_view(&st, &updated))
+}
+
+async fn update_source(State(st): St, Path(key): Path<String>, Json(body): Json<Value>) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        name: String,
+    }
+    let b: Body = body_of(body)?;
+    let mut s = st.store.get_source(&key).await?.ok_or_else(|| ApiError::not_found(format!("source `{key}`")))?;
+    if b.name.trim().is_empty() {
+        return Err(ApiError::invalid("name", "must not be empty"));
+    }
+    s.name = b.name;
+    st.store.put_source(&s).await?;
+    ok(StatusCode::OK, source_view(&st, &s).await?)
+}
+
+/// Add a verification secret (generated unless given). Shown in full only in this answer.
+async fn add_secret(State(st): St, Path((key, env)): Path<(String, String)>, body: Option<Json<Value>>) -> ApiResult {
+    let mut s = load_settings(&st, &key, &env).await?;
+    if s.verification.secrets.len() >= 2 {
+        return Err(ApiError::conflict("two secrets are active already: remove the old one first"));
+    }
+    let given = body.and_then(|Json(v)| v.get("secret").and_then(Value::as_str).map(str::to_string));
+    let secret = match given {
+        Some(x) if x.len() >= 8 => x,
+        Some(_) => return Err(ApiError::invalid("secret", "must be at least 8 characters")),
+        None => generate_secret(s.verification.scheme),
+    };
+    s.verification.secrets.push(secret.clone());
+    st.store.put_settings(&s).await?;
+    ok(StatusCode::CREATED, json!({"secret": secret, "index": s.verification.secrets.len() - 1, "settings": settings_view(&st, &s)}))
+}
+
+fn generate_secret(scheme: tributary_model::VerificationScheme) -> String {
+    use base64::Engine;
+    let raw = [uuid::Uuid::new_v4().as_bytes().as_slice(), uuid::Uuid::new_v4().as_bytes().as_slice()].concat();
+    match scheme {
+        tributary_model::VerificationScheme::StandardWebhooks => {
+            format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(&raw[..24]))
+        }
+        _ => raw.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+async fn remove_secret(State(st): St, Path((key, env, index)): Path<(String, String, usize)>) -> ApiResult {
+    let mut s = load_settings(&st, &key, &env).await?;
+    if index >= s.verification.secrets.len() {
+        return Err(ApiError::not_found(format!("secret {index}")));
+    }
+    s.verification.secrets.remove(index);
+    st.store.put_settings(&s).await?;
+    ok(StatusCode::OK, settings_view(&st, &s))
+}
+
+/// A new ingest token; the old one keeps working for `grace_seconds` (default one day).
+async fn rotate_token(State(st): St, Path((key, env)): Path<(String, String)>, body: Option<Json<Value>>) -> ApiResult {
+    let mut s = load_settings(&st, &key, &env).await?;
+    let grace = match body.as_ref().and_then(|Json(v)| v.get("grace_seconds")) {
+        None => 86_400,
+        Some(v) => v.as_i64().filter(|g| (0..=30 * 86_400).contains(g)).ok_or_else(|| {
+            ApiError::invalid("grace_seconds", "must be a whole number of seconds from 0 to 2592000")
+        })?,
+    };
+    s.previous_token = Some(std::mem::replace(&mut s.token, new_token()));
+    s.previous_token_expires_at = Some(now_ms() + grace * 1000);
+    st.store.put_settings(&s).await?;
+    ok(StatusCode::OK, settings_view(&st, &s))
 }
 
 // ---------------------------------------------------------------- mappings
@@ -313,20 +396,6 @@ async fn delete_mapping(State(st): St, Path((key, env, id)): Path<(String, Strin
 }
 
 // ---------------------------------------------------------------- logs and users
-
-#[derive(Deserialize)]
-struct EventQuery {
-    limit: Option<usize>,
-    before: Option<i64>,
-    days: Option<i32>,
-}
-
-async fn list_events(State(st): St, Path(env): Path<String>, Query(q): Query<EventQuery>) -> ApiResult {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let from = q.before.unwrap_or_else(now_ms);
-    let events = st.store.list_event_summaries(&env, from, q.days.unwrap_or(7).clamp(1, 90), limit).await?;
-    ok(StatusCode::OK, json!({"events": events}))
-}
 
 async fn get_event(State(st): St, Path(id): Path<String>) -> ApiResult {
     let log = st.store.get_event_log(&id).await?.ok_or_else(|| ApiError::not_found(format!("event `{id}`")))?;

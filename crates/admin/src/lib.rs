@@ -2,6 +2,10 @@
 //! endpoint but the health ones requires `Authorization: Bearer <admin.token>`.
 
 mod api;
+mod audit;
+mod logs;
+pub mod openapi;
+mod rehearse;
 mod error;
 
 pub use api::{router, AdminState};
@@ -13,7 +17,14 @@ use tributary_runtime::{Readiness, Shutdown};
 use tributary_store::Store;
 
 pub async fn run(cfg: &Config, store: Store, readiness: Readiness, shutdown: Shutdown) -> Result<(), String> {
-    let state = Arc::new(AdminState { store, token: cfg.admin.token.clone(), public_url: cfg.admin.public_url.clone() });
+    let producer = tributary_bus::worker_producer(&cfg.kafka.brokers, "tributary-admin").map_err(|e| e.to_string())?;
+    let state = Arc::new(AdminState {
+        store,
+        token: cfg.admin.token.clone(),
+        public_url: cfg.admin.public_url.clone(),
+        producer: Some(producer),
+        actions_topic: cfg.topic("actions"),
+    });
     readiness.set("admin", true);
     let listener = tokio::net::TcpListener::bind(cfg.admin.listen).await.map_err(|e| format!("bind {}: {e}", cfg.admin.listen))?;
     tracing::info!(addr = %cfg.admin.listen, "admin API listening");

@@ -109,4 +109,8 @@ pub struct ActionCommand {
 pub struct ActionPlan {
     pub event: EventRecord,
     pub actions: Vec<ActionCommand>,
+    /// Set when this plan re-runs a logged event (replay): the id of the replay request. The
+    /// event log is not rewritten; the new action logs point back at the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
 }

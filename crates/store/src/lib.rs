@@ -11,7 +11,9 @@ pub mod cache;
 pub mod config;
 pub mod entities;
 pub mod logs;
+pub mod paging;
 pub mod schema;
+pub mod stats;
 
 pub use cache::ConfigCache;
 pub use config::Snapshot;

@@ -30,6 +30,17 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.tenants (environment text, tenant_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, tenant_id)))",
     // idempotency keys, expiring with the dedup window
     "CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (environment text, source text, key text, event_id text, PRIMARY KEY ((environment, source, key)))",
+    // known events: counters (a table of counters holds nothing else), and last seen
+    "CREATE TABLE IF NOT EXISTS {ks}.known_event_counts (source text, environment text, event_type text, name text, seen counter, \
+     PRIMARY KEY ((source, environment), event_type, name))",
+    "CREATE TABLE IF NOT EXISTS {ks}.known_event_last_seen (source text, environment text, event_type text, name text, last_seen bigint, \
+     PRIMARY KEY ((source, environment), event_type, name))",
+    // events per source environment and day, for the 30-day status
+    "CREATE TABLE IF NOT EXISTS {ks}.source_daily_counts (source text, environment text, day int, events counter, \
+     PRIMARY KEY ((source, environment), day))",
+    // who changed what, when; one partition per day, newest first
+    "CREATE TABLE IF NOT EXISTS {ks}.audit_log (day int, at bigint, id text, actor text, action text, target text, details text, \
+     PRIMARY KEY (day, at, id)) WITH CLUSTERING ORDER BY (at DESC, id ASC)",
 ];
 
 /// Create the keyspace and tables if they are missing. Safe to run from every process.
@@ -57,6 +68,9 @@ pub struct Statements {
     pub upsert_tenant: PreparedStatement,
     pub select_dedup: PreparedStatement,
     pub insert_dedup: PreparedStatement,
+    pub count_known: PreparedStatement,
+    pub seen_known: PreparedStatement,
+    pub count_daily: PreparedStatement,
 }
 
 impl Statements {
@@ -105,6 +119,18 @@ impl Statements {
             .await?,
             insert_dedup: p(format!(
                 "INSERT INTO {ks}.dedup_keys (environment, source, key, event_id) VALUES (?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            count_known: p(format!(
+                "UPDATE {ks}.known_event_counts SET seen = seen + 1 WHERE source = ? AND environment = ? AND event_type = ? AND name = ?"
+            ))
+            .await?,
+            seen_known: p(format!(
+                "INSERT INTO {ks}.known_event_last_seen (source, environment, event_type, name, last_seen) VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            count_daily: p(format!(
+                "UPDATE {ks}.source_daily_counts SET events = events + 1 WHERE source = ? AND environment = ? AND day = ?"
             ))
             .await?,
         })

@@ -37,12 +37,18 @@ enum Command {
     All,
     /// Run a request body through the gateway's and translator's code and print the result.
     Normalize(normalize_cmd::Args),
+    /// Print the admin API's OpenAPI document.
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Normalize(args) = &cli.command {
         return normalize_cmd::run(args);
+    }
+    if let Command::Openapi = &cli.command {
+        println!("{}", serde_json::to_string_pretty(&tributary_admin::openapi::document())?);
+        return Ok(());
     }
     let cfg = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration")?;
     tributary_runtime::logging::init(&cfg.log);
@@ -56,7 +62,7 @@ fn main() -> anyhow::Result<()> {
             Command::Executor => roles::run(&cfg, &[roles::Role::Executor]).await,
             Command::Admin => roles::run(&cfg, &[roles::Role::Admin]).await,
             Command::All => roles::run(&cfg, &roles::Role::ALL).await,
-            Command::Normalize(_) => unreachable!(),
+            Command::Normalize(_) | Command::Openapi => unreachable!(),
         }
     })
 }

@@ -67,6 +67,10 @@ impl Executor {
         let ttl = settings.map(EnvironmentSettings::retention_secs).unwrap_or(DEFAULT_RETENTION_DAYS as i32 * 86_400);
         if replay_of.is_none() {
             self.store.write_event_log(&event_log_of(&plan.event), ttl).await.map_err(transient)?;
+            if let Some(n) = &plan.event.normalized {
+                let e = &plan.event;
+                self.store.count_event(&e.source, &e.environment, &n.event_type, n.name.as_deref(), e.received_at).await.map_err(transient)?;
+            }
         }
         let mut logs = Vec::with_capacity(plan.actions.len());
         for cmd in &plan.actions {
@@ -208,7 +212,7 @@ impl Handler for Executor {
         Box::pin(async move {
             let plan: ActionPlan = serde_json::from_slice(rec.payload)
                 .map_err(|e| StageError::Permanent(format!("actions record is not an ActionPlan: {e}")))?;
-            self.execute(&plan, None).await?;
+            self.execute(&plan, plan.replay_of.as_deref()).await?;
             metrics::EVENTS.with_label_values(&["executor", plan.event.status.as_str()]).inc();
             metrics::observe_delay("executor", plan.event.received_at);
             Ok(())

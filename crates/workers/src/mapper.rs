@@ -20,7 +20,7 @@ impl Mapper {
             Some(settings) => plan_actions(settings, snapshot.mappings_for(&record.source, &record.environment), &record),
             None => Vec::new(),
         };
-        ActionPlan { event: record, actions }
+        ActionPlan { event: record, actions, replay_of: None }
     }
 }
 
