@@ -235,3 +235,50 @@ async fn an_executor_killed_mid_stream_loses_nothing_and_does_not_fire_twice() {
     // repeat (the graceful restart none at all).
     assert!(repeats <= 1, "{repeats} repeated triggers");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_that_keep_failing_go_to_the_dead_letter_topic_and_the_stage_goes_on() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+    let mut c = Cluster::new();
+    c.set_env("TRIBUTARY_WORKERS_MAX_ATTEMPTS", "2");
+    c.start_all_roles();
+    let (_, token) = c.create_source("dl", "segment");
+    c.admin_ok("POST", "/v1/sources/dl/environments/development/mappings", Some(&json!({"event_type": "track",
+        "action_type": "trigger_workflow", "parameters": {"workflow": "w"}})));
+    c.settle().await;
+    let store = c.store().await;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", tributary_tests::kafka()).create().unwrap();
+
+    // 1. not a plan at all
+    producer
+        .send(FutureRecord::to(&c.topic("actions")).key("development/x").payload("{not a plan"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    // 2. a plan the database refuses (a partition key over Cassandra's 64 KiB limit)
+    let r = send(&c, &token, json!({"type": "track", "event": "E", "userId": "u1", "messageId": "ok-0"}));
+    let good = wait_actions(&store, &event_id(&r, 0), 1).await;
+    let log = store.get_event_log(&event_id(&r, 0)).await.unwrap().unwrap();
+    let mut plan = json!({
+        "event": {"event_id": "poison-1", "request_id": "poison", "index": 0, "source": "dl",
+                  "environment": "e".repeat(70_000), "template": "segment", "received_at": log.received_at,
+                  "verification": "unverified", "status": "processed", "normalized": log.normalized},
+        "actions": []
+    });
+    plan["event"]["normalized"]["event"] = json!({});
+    producer
+        .send(FutureRecord::to(&c.topic("actions")).key("development/poison").payload(&plan.to_string()), Duration::from_secs(5))
+        .await
+        .unwrap();
+    // 3. the stage goes on: a good event after both is executed
+    let r = send(&c, &token, json!({"type": "track", "event": "E", "userId": "u1", "messageId": "ok-1"}));
+    let after = wait_actions(&store, &event_id(&r, 0), 1).await;
+    assert_eq!((good[0].status.as_str(), after[0].status.as_str()), ("success", "success"));
+
+    let dlq = read_topic(&c.topic("dead-letter"), Duration::from_secs(20), 2);
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    let poison_log = wait_event(&store, "poison-1").await;
+    assert_eq!(poison_log.status, "dead_lettered");
+    assert_eq!(poison_log.error_code.as_deref(), Some("dead_lettered"));
+    assert!(poison_log.error_message.as_deref().unwrap().contains("rejected by the database"), "{poison_log:?}");
+}

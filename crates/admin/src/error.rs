@@ -37,6 +37,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError::not_found(m),
             StoreError::Conflict(m) => ApiError::conflict(m),
             StoreError::Corrupt(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", m),
+            StoreError::Rejected(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected_by_store", m),
         }
     }
 }

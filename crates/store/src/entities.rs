@@ -1,6 +1,6 @@
 //! Users and tenants (stored as one JSON object of properties each), and dedup keys.
 
-use crate::{now_ms, unavailable, Store, StoreError};
+use crate::{db, now_ms, unavailable, Store, StoreError};
 use scylla::statement::prepared::PreparedStatement;
 use serde_json::{Map, Value};
 
@@ -46,7 +46,7 @@ impl Store {
 
     async fn put_props(&self, st: &PreparedStatement, env: &str, id: &str, props: &Map<String, Value>) -> Result<(), StoreError> {
         let json = Value::Object(props.clone()).to_string();
-        self.session.execute_unpaged(st, (env, id, json, now_ms())).await.map_err(unavailable)?;
+        self.session.execute_unpaged(st, (env, id, json, now_ms())).await.map_err(db)?;
         Ok(())
     }
 

@@ -36,6 +36,32 @@ pub enum StoreError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The database refused this statement for what it holds (too large, invalid): retrying
+    /// the same record cannot help.
+    #[error("rejected by the database: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// Worth retrying later (as opposed to a record the database will never accept).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Errors of a statement's execution: a refusal of the statement itself is permanent,
+/// everything else (no connection, timeouts, overload) is transient.
+pub(crate) fn db(e: scylla::errors::ExecutionError) -> StoreError {
+    use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+    match &e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid | DbError::SyntaxError | DbError::FunctionFailure { .. } | DbError::ConfigError | DbError::Unauthorized,
+            msg,
+        )) => StoreError::Rejected(msg.clone()),
+        // The driver refused the statement before sending it (values too long for a key, ...).
+        ExecutionError::BadQuery(_) => StoreError::Rejected(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {

@@ -2,7 +2,7 @@
 //! once to its own table (keyed by id, so a retried write is an idempotent upsert) and once to
 //! a timeline partition `(environment, day)` that lists newest first.
 
-use crate::{day_of, now_ms, unavailable, Store, StoreError};
+use crate::{day_of, db, now_ms, unavailable, Store, StoreError};
 use serde_json::Value;
 use tributary_model::{ActionLog, EventLog};
 
@@ -117,7 +117,7 @@ impl Store {
                 },
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.session
             .execute_unpaged(
                 &st.insert_event_timeline,
@@ -135,7 +135,7 @@ impl Store {
                 ),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         Ok(())
     }
 
@@ -225,7 +225,7 @@ impl Store {
                 ),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.session
             .execute_unpaged(
                 &st.insert_action_timeline,
@@ -243,7 +243,7 @@ impl Store {
                 ),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         Ok(())
     }
 

@@ -33,8 +33,13 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// A store failure as the stage loop sees it: retry later, or give up on the record.
 fn transient(e: StoreError) -> StageError {
-    StageError::Transient(e.to_string())
+    if e.is_transient() {
+        StageError::Transient(e.to_string())
+    } else {
+        StageError::Permanent(e.to_string())
+    }
 }
 
 pub fn event_log_of(e: &EventRecord) -> EventLog {
@@ -225,7 +230,13 @@ impl Handler for Executor {
             if let Ok(mut plan) = serde_json::from_slice::<ActionPlan>(rec.payload) {
                 plan.event.status = tributary_model::EventStatus::DeadLettered;
                 plan.event.error = Some(tributary_model::ItemError { code: "dead_lettered".into(), message: error.to_string() });
-                let _ = self.store.write_event_log(&event_log_of(&plan.event), DEFAULT_RETENTION_DAYS as i32 * 86_400).await;
+                let mut log = event_log_of(&plan.event);
+                // The full record may be what the store refused: keep a note of its size only.
+                log.raw = json!({"dead_lettered_bytes": rec.payload.len()});
+                log.normalized = None;
+                if let Err(e) = self.store.write_event_log(&log, DEFAULT_RETENTION_DAYS as i32 * 86_400).await {
+                    tracing::warn!(event_id = %log.event_id, error = %e, "could not log the dead-lettered event");
+                }
             }
         })
     }

@@ -69,7 +69,8 @@ impl Translator {
                             record.status = EventStatus::Duplicate;
                             record.duplicate_of = Some(first);
                         }
-                        Err(e) => return Err(StageError::Transient(e.to_string())),
+                        Err(e) if e.is_transient() => return Err(StageError::Transient(e.to_string())),
+                        Err(e) => return Err(StageError::Permanent(e.to_string())),
                     }
                 }
                 record.normalized = Some(n);
