@@ -3,11 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::Map;
 use tributary_model::{Template, VerificationScheme};
-use tributary_sources::request::{decode_body, parse_request, Request};
 use tributary_sources::templates::default_settings;
-use tributary_sources::{normalize_item, NormalizeInput};
+use tributary_sources::{process, Incoming};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&ctl, rest)) = data.split_first() else { return };
@@ -34,22 +32,12 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|kv| kv.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let encoding = if ctl & 64 != 0 { Some("gzip") } else { None };
-    let Ok(decoded) = decode_body(encoding, body, 1 << 20) else { return };
-    let Ok(env) = parse_request(template, &settings, &Request { headers: &headers, body: &decoded }, 1_719_826_300) else {
-        return;
-    };
-    let kept = Map::new();
-    for item in &env.items {
-        let _ = normalize_item(&NormalizeInput {
-            template,
-            settings: &settings,
-            item: &item.raw,
-            batch_context: env.batch_context.as_deref(),
-            batch_integrations: env.batch_integrations.as_deref(),
-            headers: &kept,
-            implied_type: if ctl & 128 != 0 { Some("track") } else { None },
-            received_at: 1_719_826_300_000,
-        });
+    let mut headers = headers;
+    if ctl & 64 != 0 {
+        headers.push(("content-encoding".into(), "gzip".into()));
+    }
+    let implied_type = if ctl & 128 != 0 { Some("track") } else { None };
+    if let Ok(p) = process(&Incoming { template, settings: &settings, headers: &headers, body, max_body: 1 << 20, now_ms: 1_719_826_300_000, implied_type }) {
+        let _ = p.status();
     }
 });

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tributary_mapping::plan_actions;
 use tributary_model::{ActionPlan, EventRecord, EventStatus, NormalizedEvent, Template};
-use tributary_sources::request::{decode_body, keepable_headers, parse_request, status_for, Request};
-use tributary_sources::{normalize_item, NormalizeInput};
+use tributary_sources::request::status_for;
+use tributary_sources::{process, Incoming};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,11 +38,9 @@ pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, J
         .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
         .collect();
     let now = now_ms();
-    let encoding = headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
-    let parsed = decode_body(encoding, &raw, 8 << 20)
-        .and_then(|d| parse_request(template, &settings, &Request { headers: &headers, body: &d }, now / 1000));
-    let envelope = match parsed {
-        Ok(e) => e,
+    let incoming = Incoming { template, settings: &settings, headers: &headers, body: &raw, max_body: 8 << 20, now_ms: now, implied_type: None };
+    let processed = match process(&incoming) {
+        Ok(p) => p,
         Err(e) => {
             return ok(
                 StatusCode::OK,
@@ -51,22 +49,11 @@ pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, J
             )
         }
     };
-    let kept = keepable_headers(&settings, &headers);
     let (mut events, mut rejected) = (Vec::new(), Vec::new());
-    for item in &envelope.items {
-        let r = normalize_item(&NormalizeInput {
-            template,
-            settings: &settings,
-            item: &item.raw,
-            batch_context: envelope.batch_context.as_deref(),
-            batch_integrations: envelope.batch_integrations.as_deref(),
-            headers: &kept,
-            implied_type: None,
-            received_at: now,
-        });
-        match r {
+    for item in processed.items {
+        match item.outcome {
             Ok(n) => {
-                let record = record_of("rehearsal", item.index, &key, &env, template, now, envelope.verification, n);
+                let record = record_of("rehearsal", item.index, &key, &env, template, now, processed.verification, n);
                 let actions = plan_actions(&settings, &mappings, &record);
                 events.push(json!({"index": item.index, "normalized": record.normalized, "actions": actions}));
             }
@@ -75,7 +62,7 @@ pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, J
     }
     ok(
         StatusCode::OK,
-        json!({"status": status_for(envelope.shape, rejected.len()), "verification": envelope.verification,
+        json!({"status": status_for(processed.shape, rejected.len()), "verification": processed.verification,
                "events": events, "rejected": rejected}),
     )
 }

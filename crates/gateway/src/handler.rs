@@ -18,8 +18,8 @@ use tributary_model::event::partition_key;
 use tributary_model::{EnvironmentSettings, RawEvent, Template};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
-use tributary_sources::request::{decode_body, keepable_headers, parse_request, status_for, Request};
-use tributary_sources::{normalize_item, NormalizeInput};
+use tributary_sources::request::decode_body;
+use tributary_sources::{process_with, Incoming};
 use tributary_store::ConfigCache;
 
 pub struct GatewayState {
@@ -119,46 +119,48 @@ async fn accept(
         .await
         .map_err(|_| unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body })))?;
     metrics::BYTES.inc_by(raw.len() as u64);
-    let encoding = headers.get("content-encoding").and_then(|v| v.to_str().ok());
-    let decoded = decode_body(encoding, &raw, st.max_body).map_err(|e| unknown(e.into()))?;
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+        .collect();
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     let token = match ingress {
         Ingress::Url(t) => t,
         Ingress::WriteKey(Some(k)) => k,
-        Ingress::WriteKey(None) => write_key_in_body(&decoded).ok_or_else(|| unknown(GatewayError::MissingWriteKey))?,
+        Ingress::WriteKey(None) => {
+            let encoding = headers.get("content-encoding").and_then(|v| v.to_str().ok());
+            let decoded = decode_body(encoding, &raw, st.max_body).map_err(|e| unknown(e.into()))?;
+            write_key_in_body(&decoded).ok_or_else(|| unknown(GatewayError::MissingWriteKey))?
+        }
     };
     let settings = snapshot.by_token(&token, now_ms).ok_or_else(|| unknown(GatewayError::UnknownToken))?;
     let template = snapshot.sources.get(&settings.source).map(|s| s.template).unwrap_or(Template::Http);
     let labels = |e: GatewayError| (e, template.as_str().to_string(), settings.environment.clone());
 
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
-        .collect();
-    let envelope = parse_request(template, settings, &Request { headers: &header_list, body: &decoded }, now_ms / 1000)
+    let incoming = Incoming {
+        template,
+        settings,
+        headers: &header_list,
+        body: &raw,
+        max_body: st.max_body,
+        now_ms,
+        implied_type: implied,
+    };
+    // A single tracking-API call may carry the write key (a secret) in the item itself.
+    let processed = process_with(&incoming, |item| if implied.is_some() { strip_write_key(item) } else { item })
         .map_err(|e| labels(e.into()))?;
-    let kept = keepable_headers(settings, &header_list);
     let request_id = tributary_model::ids::random_id();
-    let is_tracking_single = implied.is_some();
 
-    let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(envelope.items.len());
+    let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(processed.items.len());
     let mut rejected: Vec<Value> = Vec::new();
     let mut first_error: Option<(String, String)> = None;
-    for item in envelope.items {
-        let item_raw = if is_tracking_single { strip_write_key(item.raw) } else { item.raw };
-        let outcome = normalize_item(&NormalizeInput {
-            template,
-            settings,
-            item: &item_raw,
-            batch_context: envelope.batch_context.as_deref(),
-            batch_integrations: envelope.batch_integrations.as_deref(),
-            headers: &kept,
-            implied_type: implied,
-            received_at: now_ms,
-        });
-        let who = match &outcome {
-            Ok(n) => n.user_id.clone().or_else(|| n.anonymous_id.clone()),
+    for item in processed.items.iter() {
+        let who = match &item.outcome {
+            Ok(n) => {
+                metrics::EVENTS.with_label_values(&["accepted", ""]).inc();
+                n.user_id.clone().or_else(|| n.anonymous_id.clone())
+            }
             Err(e) => {
                 metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
                 rejected.push(json!({"index": item.index, "code": e.code, "message": e.message}));
@@ -166,9 +168,6 @@ async fn accept(
                 None
             }
         };
-        if outcome.is_ok() {
-            metrics::EVENTS.with_label_values(&["accepted", ""]).inc();
-        }
         let key = partition_key(&settings.environment, &who.unwrap_or_else(|| format!("{request_id}:{}", item.index)));
         let raw_event = RawEvent {
             request_id: request_id.clone(),
@@ -177,12 +176,12 @@ async fn accept(
             environment: settings.environment.clone(),
             template,
             received_at: now_ms,
-            verification: envelope.verification.to_string(),
-            headers: kept.clone(),
-            batch_context: envelope.batch_context.clone(),
-            batch_integrations: envelope.batch_integrations.clone(),
+            verification: processed.verification.to_string(),
+            headers: processed.headers.clone(),
+            batch_context: processed.batch_context.clone(),
+            batch_integrations: processed.batch_integrations.clone(),
             implied_type: implied.map(str::to_string),
-            item: item_raw,
+            item: item.raw.clone(),
         };
         let bytes = serde_json::to_vec(&raw_event).map_err(|e| labels(GatewayError::Unavailable(e.to_string())))?;
         records.push((key, bytes));
@@ -193,7 +192,7 @@ async fn accept(
     produce_all(st, settings, &request_id, now_ms, &records).await.map_err(labels)?;
 
     let total = records.len();
-    let status = status_for(envelope.shape, rejected.len());
+    let status = processed.status();
     if status == 400 {
         let (code, message) = first_error.unwrap_or_default();
         return Err(labels(GatewayError::InvalidItem { code, message }));

@@ -16,6 +16,7 @@ pub mod error;
 pub mod identify;
 pub mod normalize;
 
+pub mod pipeline;
 pub mod request;
 pub mod templates;
 pub mod timestamp;
@@ -23,4 +24,5 @@ pub mod verify;
 
 pub use error::{ItemErrorCode, RequestError};
 pub use normalize::{normalize_item, NormalizeInput};
+pub use pipeline::{process, process_with, Incoming, Processed, ProcessedItem};
 pub use request::{parse_request, Envelope, Item, Request, Shape};

@@ -1,11 +1,11 @@
 //! Property tests over the whole request path of the source layer.
 
 use proptest::prelude::*;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tributary_model::{Template, VerificationScheme};
 use tributary_sources::request::{decode_body, parse_request, Request};
+use tributary_sources::{process, Incoming};
 use tributary_sources::templates::default_settings;
-use tributary_sources::{normalize_item, NormalizeInput};
 
 const TEMPLATES: [Template; 5] = Template::ALL;
 
@@ -16,35 +16,21 @@ fn pipeline(template: Template, headers: &[(String, String)], body: &[u8], now: 
     if template == Template::Http {
         settings.paths.user_id = Some("body.user.id".into());
     }
-    let mut out = Vec::new();
-    let encoding = headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
-    let env = decode_body(encoding, body, 1 << 20)
-        .and_then(|d| parse_request(template, &settings, &Request { headers, body: &d }, now));
-    let env = match env {
-        Ok(e) => e,
+    let processed = process(&Incoming { template, settings: &settings, headers, body, max_body: 1 << 20, now_ms: now * 1000, implied_type: None });
+    let p = match processed {
+        Ok(p) => p,
         Err(e) => {
             assert!((400..500).contains(&e.status()), "request errors are 4xx: {e:?}");
             return vec![format!("error {}", e.code())];
         }
     };
-    let empty = Map::new();
-    for item in &env.items {
-        let r = normalize_item(&NormalizeInput {
-            template,
-            settings: &settings,
-            item: &item.raw,
-            batch_context: env.batch_context.as_deref(),
-            batch_integrations: env.batch_integrations.as_deref(),
-            headers: &empty,
-            implied_type: None,
-            received_at: now * 1000,
-        });
-        out.push(match r {
-            Ok(n) => serde_json::to_string(&n).unwrap(),
+    p.items
+        .iter()
+        .map(|item| match &item.outcome {
+            Ok(n) => serde_json::to_string(n).unwrap(),
             Err(e) => format!("rejected {} {}", item.index, e.code),
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 fn arb_json(depth: u32) -> BoxedStrategy<String> {

@@ -5,9 +5,8 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::io::Read;
 use tributary_model::{Template, VerificationScheme};
-use tributary_sources::request::{decode_body, keepable_headers, parse_request, status_for, Request};
 use tributary_sources::templates::default_settings;
-use tributary_sources::{normalize_item, NormalizeInput};
+use tributary_sources::{process, Incoming};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,31 +89,25 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
     };
 
     let mut out = Vec::new();
-    let encoding = headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
-    let request = decode_body(encoding, &body, max_body)
-        .and_then(|decoded| parse_request(template, &settings, &Request { headers: &headers, body: &decoded }, now_secs));
-    let envelope = match request {
-        Ok(e) => e,
+    let processed = match process(&Incoming {
+        template,
+        settings: &settings,
+        headers: &headers,
+        body: &body,
+        max_body,
+        now_ms: now_secs * 1000,
+        implied_type: None,
+    }) {
+        Ok(p) => p,
         Err(e) => {
             out.push(json!({"error": {"code": e.code(), "message": e.to_string()}}).to_string());
             out.push(json!({"status": e.status()}).to_string());
             return Ok(out);
         }
     };
-    let kept = keepable_headers(&settings, &headers);
     let mut rejected = Vec::new();
-    for item in &envelope.items {
-        let r = normalize_item(&NormalizeInput {
-            template,
-            settings: &settings,
-            item: &item.raw,
-            batch_context: envelope.batch_context.as_deref(),
-            batch_integrations: envelope.batch_integrations.as_deref(),
-            headers: &kept,
-            implied_type: None,
-            received_at: now_secs * 1000,
-        });
-        match r {
+    for item in &processed.items {
+        match &item.outcome {
             Ok(n) => {
                 let mut rec = json!({
                     "source": source,
@@ -131,7 +124,7 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
                 if n.unsupported {
                     rec["unsupported"] = Value::Bool(true);
                 }
-                if let Some(ts) = n.timestamp_source {
+                if let Some(ts) = &n.timestamp_source {
                     rec["timestamp_source"] = json!(ts);
                 }
                 out.push(rec.to_string());
@@ -139,8 +132,7 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
             Err(e) => rejected.push(json!({"rejected": {"index": item.index, "code": e.code, "message": e.message}})),
         }
     }
-    let status = status_for(envelope.shape, rejected.len());
     out.extend(rejected.iter().map(Value::to_string));
-    out.push(json!({"status": status}).to_string());
+    out.push(json!({"status": processed.status()}).to_string());
     Ok(out)
 }

@@ -1,0 +1,89 @@
+//! One request, all the way through the source layer: decode, verify, split, normalize each
+//! item. The gateway, `tributary normalize`, rehearse, the property tests and the fuzz target
+//! all call this, so they cannot drift apart.
+
+use crate::error::RequestError;
+use crate::normalize::{normalize_item, NormalizeInput};
+use crate::request::{decode_body, keepable_headers, parse_request, status_for, Request, Shape};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tributary_model::{EnvironmentSettings, ItemError, NormalizedEvent, Template};
+
+/// What the request says beyond its body.
+pub struct Incoming<'a> {
+    pub template: Template,
+    pub settings: &'a EnvironmentSettings,
+    /// Lower-case names.
+    pub headers: &'a [(String, String)],
+    /// As received (possibly gzip).
+    pub body: &'a [u8],
+    pub max_body: usize,
+    /// The receiving clock (ms): signature tolerance, ingestion time.
+    pub now_ms: i64,
+    /// Tracking-API single calls: the type the path implies.
+    pub implied_type: Option<&'a str>,
+}
+
+/// One item, as sent, and what normalization made of it.
+pub struct ProcessedItem {
+    pub index: u32,
+    pub raw: Box<RawValue>,
+    pub outcome: Result<NormalizedEvent, ItemError>,
+}
+
+pub struct Processed {
+    pub shape: Shape,
+    pub verification: &'static str,
+    pub batch_context: Option<Box<RawValue>>,
+    pub batch_integrations: Option<Box<RawValue>>,
+    /// Headers worth keeping with each item (credentials removed).
+    pub headers: Map<String, Value>,
+    pub items: Vec<ProcessedItem>,
+}
+
+impl Processed {
+    pub fn rejected(&self) -> usize {
+        self.items.iter().filter(|i| i.outcome.is_err()).count()
+    }
+
+    /// The status the gateway answers once every item is stored.
+    pub fn status(&self) -> u16 {
+        status_for(self.shape, self.rejected())
+    }
+}
+
+pub fn process(inc: &Incoming<'_>) -> Result<Processed, RequestError> {
+    process_with(inc, |raw| raw)
+}
+
+/// The same, with a chance to rewrite each item's bytes before it is normalized and kept
+/// (the gateway removes a write key from single tracking-API calls).
+pub fn process_with(inc: &Incoming<'_>, mut rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>) -> Result<Processed, RequestError> {
+    let encoding = inc.headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
+    let decoded = decode_body(encoding, inc.body, inc.max_body)?;
+    let env = parse_request(inc.template, inc.settings, &Request { headers: inc.headers, body: &decoded }, inc.now_ms / 1000)?;
+    let headers = keepable_headers(inc.settings, inc.headers);
+    let mut items = Vec::with_capacity(env.items.len());
+    for item in env.items {
+        let raw = rewrite(item.raw);
+        let outcome = normalize_item(&NormalizeInput {
+            template: inc.template,
+            settings: inc.settings,
+            item: &raw,
+            batch_context: env.batch_context.as_deref(),
+            batch_integrations: env.batch_integrations.as_deref(),
+            headers: &headers,
+            implied_type: inc.implied_type,
+            received_at: inc.now_ms,
+        });
+        items.push(ProcessedItem { index: item.index, raw, outcome });
+    }
+    Ok(Processed {
+        shape: env.shape,
+        verification: env.verification,
+        batch_context: env.batch_context,
+        batch_integrations: env.batch_integrations,
+        headers,
+        items,
+    })
+}
