@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tributary_bus::{ProduceError, Producer};
 use tributary_model::event::partition_key;
-use tributary_model::{EnvironmentSettings, RawEvent, Template};
+use tributary_model::event::{RawEventCommon, RawEventEncoder};
+use tributary_model::{EnvironmentSettings, Template};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
 use tributary_sources::request::decode_body;
@@ -152,15 +153,24 @@ async fn accept(
         .map_err(|e| labels(e.into()))?;
     let request_id = tributary_model::ids::random_id();
 
+    let encoder = RawEventEncoder::new(&RawEventCommon {
+        request_id: &request_id,
+        source: &settings.source,
+        environment: &settings.environment,
+        template,
+        received_at: now_ms,
+        verification: processed.verification,
+        headers: &processed.headers,
+        batch_context: processed.batch_context.as_deref(),
+        batch_integrations: processed.batch_integrations.as_deref(),
+        implied_type: implied,
+    });
     let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(processed.items.len());
     let mut rejected: Vec<Value> = Vec::new();
     let mut first_error: Option<(String, String)> = None;
     for item in processed.items.iter() {
         let who = match &item.outcome {
-            Ok(n) => {
-                metrics::EVENTS.with_label_values(&["accepted", ""]).inc();
-                n.user_id.clone().or_else(|| n.anonymous_id.clone())
-            }
+            Ok(n) => n.user_id.as_deref().or(n.anonymous_id.as_deref()).map(str::to_string),
             Err(e) => {
                 metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
                 rejected.push(json!({"index": item.index, "code": e.code, "message": e.message}));
@@ -169,23 +179,9 @@ async fn accept(
             }
         };
         let key = partition_key(&settings.environment, &who.unwrap_or_else(|| format!("{request_id}:{}", item.index)));
-        let raw_event = RawEvent {
-            request_id: request_id.clone(),
-            index: item.index,
-            source: settings.source.clone(),
-            environment: settings.environment.clone(),
-            template,
-            received_at: now_ms,
-            verification: processed.verification.to_string(),
-            headers: processed.headers.clone(),
-            batch_context: processed.batch_context.clone(),
-            batch_integrations: processed.batch_integrations.clone(),
-            implied_type: implied.map(str::to_string),
-            item: item.raw.clone(),
-        };
-        let bytes = serde_json::to_vec(&raw_event).map_err(|e| labels(GatewayError::Unavailable(e.to_string())))?;
-        records.push((key, bytes));
+        records.push((key, encoder.encode(item.index, &item.raw)));
     }
+    metrics::ACCEPTED.inc_by((records.len() - rejected.len()) as u64);
 
     // Every item, refused ones too (the event log shows them), is durably in Kafka before we
     // answer: send all, then wait for every acknowledgement.

@@ -48,3 +48,6 @@ pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
     reg(IntGauge::new("tributary_gateway_producer_queue_depth", "Records in the producer queue not yet acknowledged").unwrap())
 });
+
+/// The `accepted` series of [`EVENTS`], looked up once (it is hit for every item).
+pub static ACCEPTED: LazyLock<IntCounter> = LazyLock::new(|| EVENTS.with_label_values(&["accepted", ""]));

@@ -6,6 +6,10 @@ mod normalize_cmd;
 mod roles;
 
 use anyhow::Context;
+
+/// See the workspace Cargo.toml: glibc malloc dominated the gateway's profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use tributary_runtime::Config;
 
