@@ -109,28 +109,63 @@ impl Cluster {
         self.start_with(role, &[])
     }
 
-    /// Start a role with extra environment for this process only.
+    /// Start a role with extra environment for this process only. Ports are picked free, but
+    /// another test may take one before the role binds it: then the role exits with "Address
+    /// already in use", and it is started again on new ports.
     pub fn start_with(&mut self, role: &str, extra: &[(&str, String)]) -> u16 {
-        let health = free_port();
-        let mut extra: Vec<(&str, String)> = extra.to_vec();
-        extra.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN", format!("127.0.0.1:{health}")));
         let log_dir = binary().parent().unwrap().join("e2e-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
-        let log = std::fs::File::create(log_dir.join(format!("{}-{role}-{health}.log", self.name))).unwrap();
-        let child = self
-            .command(&[role], &extra)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn role");
-        self.procs.push((role.to_string(), child));
-        let port = match role {
-            "gateway" => self.gateway_port,
-            "admin" => self.admin_port,
-            _ => health,
-        };
-        wait_ready(port, Duration::from_secs(60));
-        port
+        for attempt in 0..5 {
+            if attempt > 0 {
+                match role {
+                    "gateway" => {
+                        self.gateway_port = free_port();
+                        let (g, u) = (format!("127.0.0.1:{}", self.gateway_port), format!("http://127.0.0.1:{}", self.gateway_port));
+                        self.set_env("TRIBUTARY_GATEWAY_LISTEN", &g);
+                        self.set_env("TRIBUTARY_ADMIN_PUBLIC_URL", &u);
+                    }
+                    "admin" => {
+                        self.admin_port = free_port();
+                        let a = format!("127.0.0.1:{}", self.admin_port);
+                        self.set_env("TRIBUTARY_ADMIN_LISTEN", &a);
+                    }
+                    _ => {}
+                }
+            }
+            let health = free_port();
+            let mut env: Vec<(&str, String)> = extra.to_vec();
+            env.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN", format!("127.0.0.1:{health}")));
+            let log_path = log_dir.join(format!("{}-{role}-{health}.log", self.name));
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = self
+                .command(&[role], &env)
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn role");
+            let port = match role {
+                "gateway" => self.gateway_port,
+                "admin" => self.admin_port,
+                _ => health,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok((200, _, _)) = http::try_request(port, "GET", "/readyz", &[], None) {
+                    self.procs.push((role.to_string(), child));
+                    return port;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    if text.contains("Address already in use") {
+                        break; // next attempt, new ports
+                    }
+                    panic!("{role} exited ({status}) before it was ready:\n{}", text.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+                }
+                assert!(Instant::now() < deadline, "{role} on port {port} not ready after 60s (log {})", log_path.display());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("{role}: no free port after 5 attempts");
     }
 
     /// Send SIGTERM to the role's processes and wait for them to exit (graceful shutdown).

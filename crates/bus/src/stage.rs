@@ -1,25 +1,34 @@
-//! The consumer loop every worker stage runs: at-least-once, in partition order.
+//! The consumer loop every worker stage runs: at-least-once, in order per key.
 //!
-//! For each record, in order: call the handler; once it returns `Ok` (its effects are
-//! durable: produced with acks=all, or written to the store), store the offset. Offsets are
-//! committed from the stored ones (auto-commit of *stored* offsets only, and a synchronous
-//! commit at shutdown and on partition revocation), so a crash replays at most the records
-//! whose effects were not yet durable, and never skips one. Handlers make replays harmless
+//! Records are spread over `lanes` by their key (`{environment}/{user}`): one lane handles its
+//! records one at a time, in partition order, and lanes run concurrently. So one user's events
+//! in one environment are handled in the order received, while different users' events overlap
+//! their round trips to Kafka and the store (a stage that awaited each record in turn would be
+//! bound by one round trip per record).
+//!
+//! Offsets: a record's offset counts as done once its handler returned `Ok` (its effects are
+//! durable: produced with acks=all, or written to the store). Per partition, the offset stored
+//! for commit is the first one not yet done, so a crash replays at most the records still in
+//! flight, and never skips one. Stored offsets are auto-committed every second and committed
+//! synchronously at shutdown, after the lanes drained. Handlers make replays harmless
 //! (deterministic ids, upserts, a `success` check before firing an action).
 //!
 //! Failures: a transient error (store or Kafka unreachable) is retried with backoff for as long
-//! as it lasts — the stage stalls and reports not-ready, rather than park good records. A
-//! permanent error (a record this code cannot handle) is retried `max_attempts` times, then
-//! the record goes to the dead-letter topic with the error, and the stage moves on.
+//! as it lasts — the lane stalls and the stage reports not-ready, rather than park good
+//! records. A permanent error (a record this code cannot handle) is retried `max_attempts`
+//! times, then the record goes to the dead-letter topic with the error, and the lane moves on.
 
 use crate::producer::Producer;
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Error)]
 pub enum StageError {
@@ -55,6 +64,10 @@ pub struct StageOptions {
     pub dead_letter_topic: String,
     pub max_attempts: u32,
     pub client_id: String,
+    /// Records handled concurrently (by key); 1 = strictly one at a time.
+    pub lanes: usize,
+    /// Records taken from Kafka but not yet done, at most (back-pressure).
+    pub max_in_flight: usize,
 }
 
 pub fn consumer(opts: &StageOptions) -> Result<StreamConsumer, String> {
@@ -77,35 +90,97 @@ pub fn consumer(opts: &StageOptions) -> Result<StreamConsumer, String> {
     Ok(c)
 }
 
-/// Run until `shutdown` flips; then commit what is done and return.
-pub async fn run_stage<H: Handler>(
+/// Per partition: offsets in flight, and the next offset after everything seen.
+#[derive(Default)]
+struct Progress {
+    pending: BTreeSet<i64>,
+    next: i64,
+}
+
+impl Progress {
+    /// The offset to commit: the first one not done yet.
+    fn committable(&self) -> i64 {
+        self.pending.first().copied().unwrap_or(self.next)
+    }
+}
+
+/// Run until `shutdown` flips; then drain the lanes, commit what is done and return.
+pub async fn run_stage<H: Handler + 'static>(
     opts: StageOptions,
-    handler: &H,
+    handler: Arc<H>,
     dlq: &Producer,
     mut shutdown: watch::Receiver<bool>,
-    on_ready: impl Fn(bool),
+    on_ready: impl Fn(bool) + Send + Sync + 'static,
 ) -> Result<(), String> {
     let consumer = consumer(&opts)?;
+    let opts = Arc::new(opts);
+    let on_ready: Arc<dyn Fn(bool) + Send + Sync> = Arc::new(on_ready);
     on_ready(true);
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.wait_for(|v| *v) => break,
-            m = consumer.recv() => m,
-        };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(stage = %opts.group, error = %e, "consume error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+    let lanes = opts.lanes.max(1);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i32, i64)>();
+    let mut lane_tx = Vec::with_capacity(lanes);
+    let mut workers = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let (tx, mut rx) = mpsc::unbounded_channel::<OwnedMessage>();
+        lane_tx.push(tx);
+        let (handler, dlq, opts, done, on_ready, mut stop) =
+            (handler.clone(), dlq.clone(), opts.clone(), done_tx.clone(), on_ready.clone(), shutdown.clone());
+        workers.push(tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                if !process(&opts, handler.as_ref(), &dlq, &msg, &mut stop, on_ready.as_ref()).await {
+                    return; // shutting down mid-record: leave it (and what follows) uncommitted
+                }
+                let _ = done.send((msg.partition(), msg.offset()));
             }
-        };
-        if !process(&opts, handler, dlq, &msg, &mut shutdown, &on_ready).await {
-            break; // shutting down mid-record: leave it uncommitted, it will be redelivered
+        }));
+    }
+    drop(done_tx);
+
+    let topic = opts.topic.clone();
+    let mut progress: HashMap<i32, Progress> = HashMap::new();
+    let mut in_flight = 0usize;
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            Some((partition, offset)) = done_rx.recv() => {
+                in_flight -= 1;
+                if let Some(p) = progress.get_mut(&partition) {
+                    p.pending.remove(&offset);
+                    if let Err(e) = consumer.store_offset(&topic, partition, p.committable()) {
+                        tracing::debug!(error = %e, partition, "store offset (partition no longer ours?)");
+                    }
+                }
+            }
+            m = consumer.recv(), if in_flight < opts.max_in_flight => {
+                let msg = match m {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        tracing::warn!(stage = %opts.group, error = %e, "consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let p = progress.entry(msg.partition()).or_default();
+                p.pending.insert(msg.offset());
+                p.next = p.next.max(msg.offset() + 1);
+                in_flight += 1;
+                let lane = lane_of(msg.key().unwrap_or_default(), lanes);
+                let _ = lane_tx[lane].send(msg);
+            }
         }
-        if let Err(e) = consumer.store_offset_from_message(&msg) {
-            tracing::warn!(error = %e, "store offset");
+    }
+    // Drain: lanes finish what they hold (a record interrupted by shutdown stays pending).
+    drop(lane_tx);
+    for w in workers {
+        let _ = w.await;
+    }
+    while let Ok((partition, offset)) = done_rx.try_recv() {
+        if let Some(p) = progress.get_mut(&partition) {
+            p.pending.remove(&offset);
         }
+    }
+    for (partition, p) in &progress {
+        let _ = consumer.store_offset(&topic, *partition, p.committable());
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         // NoOffset just means nothing new was processed.
@@ -115,14 +190,20 @@ pub async fn run_stage<H: Handler>(
     Ok(())
 }
 
+fn lane_of(key: &[u8], lanes: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
 /// Returns false if shutdown interrupted the record before it was done.
-async fn process<H: Handler>(
+async fn process<H: Handler + ?Sized>(
     opts: &StageOptions,
     handler: &H,
     dlq: &Producer,
-    msg: &BorrowedMessage<'_>,
+    msg: &OwnedMessage,
     shutdown: &mut watch::Receiver<bool>,
-    on_ready: &impl Fn(bool),
+    on_ready: &(dyn Fn(bool) + Send + Sync),
 ) -> bool {
     let payload = msg.payload().unwrap_or_default();
     let mut attempt = 1u32;
@@ -180,6 +261,11 @@ async fn process<H: Handler>(
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Resolves once shutdown is requested (without holding the watch's guard across awaits).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|v| *v).await;
 }
 
 /// Sleep; true if shutdown was requested meanwhile.

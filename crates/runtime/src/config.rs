@@ -83,6 +83,10 @@ pub struct WorkersConfig {
     pub config_refresh_ms: u64,
     /// Attempts at a record before it goes to the dead-letter topic.
     pub max_attempts: u32,
+    /// Records a stage handles concurrently, spread by key (one user's events stay in order).
+    pub lanes: usize,
+    /// Records a stage has taken from Kafka but not finished, at most.
+    pub max_in_flight: usize,
     /// Attempts of one HTTP sink request (5xx, 429, network errors) before the action fails.
     pub sink_max_attempts: u32,
     /// First retry delay of the HTTP sink; doubles each attempt (capped at 10 s).
@@ -164,6 +168,8 @@ impl Default for WorkersConfig {
             health_listen: "127.0.0.1:9100".parse().unwrap(),
             config_refresh_ms: 2_000,
             max_attempts: 5,
+            lanes: 32,
+            max_in_flight: 2_000,
             sink_max_attempts: 6,
             sink_backoff_ms: 200,
             sink_timeout_ms: 10_000,
@@ -240,6 +246,12 @@ impl Config {
         }
         if self.workers.max_attempts == 0 {
             return bad("workers.max_attempts", "must be at least 1");
+        }
+        if self.workers.lanes == 0 || self.workers.lanes > 4096 {
+            return bad("workers.lanes", "must be from 1 to 4096");
+        }
+        if self.workers.max_in_flight < self.workers.lanes {
+            return bad("workers.max_in_flight", "must be at least workers.lanes");
         }
         Ok(())
     }

@@ -93,7 +93,8 @@ impl Store {
     pub async fn write_event_log(&self, log: &EventLog, ttl_secs: i32) -> Result<(), StoreError> {
         let st = &self.stmts;
         let normalized = log.normalized.as_ref().map(to_json);
-        self.session
+        // the row and its timeline entry are independent writes: send both at once
+        let row = self.session
             .execute_unpaged(
                 &st.insert_event_log,
                 EventInsert {
@@ -115,10 +116,8 @@ impl Store {
                     inserted_at: log.inserted_at,
                     ttl: ttl_secs,
                 },
-            )
-            .await
-            .map_err(db)?;
-        self.session
+            );
+        let timeline = self.session
             .execute_unpaged(
                 &st.insert_event_timeline,
                 (
@@ -133,9 +132,10 @@ impl Store {
                     &log.status,
                     ttl_secs,
                 ),
-            )
-            .await
-            .map_err(db)?;
+            );
+        let (a, b) = futures::join!(row, timeline);
+        a.map_err(db)?;
+        b.map_err(db)?;
         Ok(())
     }
 
@@ -202,7 +202,7 @@ impl Store {
 
     pub async fn write_action_log(&self, log: &ActionLog, workflow: Option<&str>, ttl_secs: i32) -> Result<(), StoreError> {
         let st = &self.stmts;
-        self.session
+        let row = self.session
             .execute_unpaged(
                 &st.insert_action_log,
                 (
@@ -223,10 +223,8 @@ impl Store {
                     log.updated_at,
                     ttl_secs,
                 ),
-            )
-            .await
-            .map_err(db)?;
-        self.session
+            );
+        let timeline = self.session
             .execute_unpaged(
                 &st.insert_action_timeline,
                 (
@@ -241,9 +239,10 @@ impl Store {
                     workflow,
                     ttl_secs,
                 ),
-            )
-            .await
-            .map_err(db)?;
+            );
+        let (a, b) = futures::join!(row, timeline);
+        a.map_err(db)?;
+        b.map_err(db)?;
         Ok(())
     }
 

@@ -28,9 +28,14 @@ impl Store {
     pub async fn count_event(&self, source: &str, environment: &str, event_type: &str, name: Option<&str>, at: i64) -> Result<(), StoreError> {
         let name = name.unwrap_or("");
         let st = &self.stmts;
-        self.session.execute_unpaged(&st.count_known, (source, environment, event_type, name)).await.map_err(unavailable)?;
-        self.session.execute_unpaged(&st.seen_known, (source, environment, event_type, name, at)).await.map_err(unavailable)?;
-        self.session.execute_unpaged(&st.count_daily, (source, environment, day_of(at))).await.map_err(unavailable)?;
+        let (a, b, c) = futures::join!(
+            self.session.execute_unpaged(&st.count_known, (source, environment, event_type, name)),
+            self.session.execute_unpaged(&st.seen_known, (source, environment, event_type, name, at)),
+            self.session.execute_unpaged(&st.count_daily, (source, environment, day_of(at))),
+        );
+        a.map_err(crate::db)?;
+        b.map_err(crate::db)?;
+        c.map_err(crate::db)?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Starting roles: connect, check the schema, spawn each role, wait for shutdown.
 
 use anyhow::{anyhow, Context};
+use std::sync::Arc;
 use std::time::Duration;
 use tributary_bus::{ensure_topics, worker_producer, Topics};
 use tributary_runtime::config::Config;
@@ -79,13 +80,13 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                 Role::Admin => tributary_admin::run(&cfg, store, readiness, shutdown).await,
                 Role::Translator => {
                     let p = producer()?;
-                    let h = Translator { cache, store, producer: p.clone(), out_topic: topics.normalized.clone() };
-                    tributary_workers::run(&cfg, "translator", topics.raw.clone(), &h, &p, &readiness, &shutdown).await
+                    let h = Arc::new(Translator { cache, store, producer: p.clone(), out_topic: topics.normalized.clone() });
+                    tributary_workers::run(&cfg, "translator", topics.raw.clone(), h, &p, &readiness, &shutdown).await
                 }
                 Role::Mapper => {
                     let p = producer()?;
-                    let h = Mapper { cache, producer: p.clone(), out_topic: topics.actions.clone() };
-                    tributary_workers::run(&cfg, "mapper", topics.normalized.clone(), &h, &p, &readiness, &shutdown).await
+                    let h = Arc::new(Mapper { cache, producer: p.clone(), out_topic: topics.actions.clone() });
+                    tributary_workers::run(&cfg, "mapper", topics.normalized.clone(), h, &p, &readiness, &shutdown).await
                 }
                 Role::Executor => {
                     let p = producer()?;
@@ -94,8 +95,8 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                         cfg.workers.sink_max_attempts,
                         Duration::from_millis(cfg.workers.sink_backoff_ms),
                     )?;
-                    let h = Executor { cache, store, producer: p.clone(), triggers_topic: topics.triggers.clone(), http };
-                    tributary_workers::run(&cfg, "executor", topics.actions.clone(), &h, &p, &readiness, &shutdown).await
+                    let h = Arc::new(Executor { cache, store, producer: p.clone(), triggers_topic: topics.triggers.clone(), http });
+                    tributary_workers::run(&cfg, "executor", topics.actions.clone(), h, &p, &readiness, &shutdown).await
                 }
             }
             .map_err(|e| format!("{role:?}: {e}"))

@@ -20,11 +20,11 @@ use tributary_runtime::config::Config;
 use tributary_runtime::{Readiness, Shutdown};
 
 /// Run one stage's consume loop until shutdown.
-pub async fn run<H: Handler>(
+pub async fn run<H: Handler + 'static>(
     cfg: &Config,
     stage: &str,
     topic: String,
-    handler: &H,
+    handler: std::sync::Arc<H>,
     producer: &Producer,
     readiness: &Readiness,
     shutdown: &Shutdown,
@@ -37,6 +37,8 @@ pub async fn run<H: Handler>(
         dead_letter_topic: topics.dead_letter.clone(),
         max_attempts: cfg.workers.max_attempts,
         client_id: format!("tributary-{stage}"),
+        lanes: cfg.workers.lanes,
+        max_in_flight: cfg.workers.max_in_flight,
     };
     let r = readiness.clone();
     let name = stage.to_string();
