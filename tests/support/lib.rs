@@ -262,6 +262,24 @@ impl Drop for Cluster {
         for (_, child) in self.procs.iter_mut() {
             terminate(child);
         }
+        // Drop the test's keyspace: a node holding hundreds of tables runs out of heap.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let settings = StoreSettings {
+                    nodes: vec![cassandra()],
+                    keyspace: name,
+                    replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+                    username: None,
+                    password: None,
+                };
+                if let Ok(store) = Store::connect_existing(&settings).await {
+                    let _ = store.drop_keyspace().await;
+                }
+            })
+        })
+        .join();
     }
 }
 

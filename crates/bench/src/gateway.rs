@@ -154,6 +154,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         println!("\nmemory soak: {}s at {:.0} req/s (50% of max), {} requests, {} errors, p99 {:.2} ms", a.soak_secs, rate, r.requests, r.errors, r.pct(0.99));
         println!("gateway RSS MiB over time: {}", samples.iter().map(|(t, m)| format!("{t}s={m:.0}")).collect::<Vec<_>>().join(" "));
     }
+    let _ = store.drop_keyspace().await;
     Ok(())
 }
 

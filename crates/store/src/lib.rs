@@ -99,6 +99,13 @@ impl Store {
         Ok(Store { session: Arc::new(session), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
     }
 
+    /// Connect without creating anything (statements are prepared only if the schema exists).
+    pub async fn connect_existing(s: &StoreSettings) -> Result<Store, StoreError> {
+        let session = SessionBuilder::new().known_nodes(&s.nodes).build().await.map_err(unavailable)?;
+        let stmts = schema::Statements::prepare(&session, &s.keyspace).await?;
+        Ok(Store { session: Arc::new(session), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
+    }
+
     pub fn keyspace(&self) -> &str {
         &self.ks
     }

@@ -136,3 +136,11 @@ impl Statements {
         })
     }
 }
+
+impl crate::Store {
+    /// Drop this store's keyspace and everything in it (tests and benchmarks clean up with it).
+    pub async fn drop_keyspace(&self) -> Result<(), StoreError> {
+        self.session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.ks), &[]).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
