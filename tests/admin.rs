@@ -7,6 +7,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tributary_tests::{eventually, http, read_topic, Cluster, ADMIN_TOKEN};
 
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 fn field(v: &Value) -> &str {
     v["error"]["details"]["field"].as_str().unwrap_or("")
 }
@@ -262,6 +266,15 @@ async fn logs_paging_rehearse_replay_and_token_rotation() {
     assert_ne!(for_event[0].1["idempotency_key"], for_event[1].1["idempotency_key"]);
     let (s, v) = c.admin("POST", "/v1/environments/development/replay", Some(&json!({})));
     assert_eq!((s, field(&v)), (422, "event_id"));
+    // a time range: every processed event of the source in it
+    let processed = c.admin_ok("GET", "/v1/environments/development/events?source=app&status=processed&limit=500", None);
+    let n = processed["events"].as_array().unwrap().len();
+    let rr = c.admin_ok("POST", "/v1/environments/development/replay",
+        Some(&json!({"since": chrono_now_ms() - 3_600_000, "until": chrono_now_ms(), "source": "app"})));
+    assert!(n >= 1);
+    assert_eq!(rr["replayed"], json!(n), "{rr}");
+    let (s, v) = c.admin("POST", "/v1/environments/development/replay", Some(&json!({"since": 0, "until": chrono_now_ms()})));
+    assert_eq!((s, field(&v)), (422, "since"));
 
     // token rotation: the old URL works during its grace period, not after
     let rot = c.admin_ok("POST", &format!("{base}/rotate-token"), Some(&json!({"grace_seconds": 4})));

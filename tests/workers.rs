@@ -187,7 +187,7 @@ async fn http_sink_retries_500_and_429_then_delivers_once_with_an_idempotency_ke
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_executor_killed_mid_stream_loses_nothing_and_does_not_fire_twice() {
+async fn an_executor_killed_mid_stream_loses_nothing_and_repeats_at_most_the_action_in_flight() {
     let mut c = Cluster::new();
     c.start_all_roles();
     let (_, token) = c.create_source("bulk", "segment");

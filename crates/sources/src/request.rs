@@ -99,23 +99,49 @@ pub fn parse_request(
             env.items = number(as_array(&whole).ok_or_else(|| RequestError::InvalidJson("bad array".into()))?);
         }
         b'{' => {
-            let mut obj: HashMap<String, Box<RawValue>> =
-                serde_json::from_str(whole.get()).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
-            let batch = template.is_cdp().then(|| obj.remove("batch")).flatten();
+            // Only three keys matter at the top level: read them borrowed, skipping the rest
+            // without building anything (the common single-event case allocates nothing
+            // here). Duplicate keys make serde refuse; then the map path below decides, with
+            // the last key winning.
+            let top = if template.is_cdp() { serde_json::from_str::<TopLevel<'_>>(whole.get()).ok() } else { None };
+            let (batch, context, integrations) = match &top {
+                Some(t) => (t.batch.map(own), t.context.map(own), t.integrations.map(own)),
+                // templated sources have no batch envelope of their own
+                None if !template.is_cdp() => (None, None, None),
+                None => {
+                    let mut obj: HashMap<String, Box<RawValue>> =
+                        serde_json::from_str(whole.get()).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+                    (obj.remove("batch"), obj.remove("context"), obj.remove("integrations"))
+                }
+            };
             match batch.as_deref().map(|b| (b, first_byte(b.get()))) {
                 Some((b, b'[')) => {
                     env.shape = Shape::Batch;
                     env.items = number(as_array(b).ok_or_else(|| RequestError::InvalidJson("bad batch".into()))?);
-                    env.batch_context = obj.remove("context").filter(|c| first_byte(c.get()) == b'{');
-                    env.batch_integrations = obj.remove("integrations").filter(|c| first_byte(c.get()) == b'{');
+                    env.batch_context = context.filter(|c| first_byte(c.get()) == b'{');
+                    env.batch_integrations = integrations.filter(|c| first_byte(c.get()) == b'{');
                 }
-                // `batch` present but not an array: the object is one event like any other.
+                // `batch` absent or not an array: the object is one event like any other.
                 _ => env.items = vec![Item { index: 0, raw: whole }],
             }
         }
         _ => return Err(RequestError::InvalidEnvelope(kind_of(whole.get()))),
     }
     Ok(env)
+}
+
+#[derive(serde::Deserialize)]
+struct TopLevel<'a> {
+    #[serde(borrow, default)]
+    batch: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    integrations: Option<&'a RawValue>,
+}
+
+fn own(r: &RawValue) -> Box<RawValue> {
+    r.to_owned()
 }
 
 fn number(raws: Vec<Box<RawValue>>) -> Vec<Item> {

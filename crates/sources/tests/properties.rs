@@ -153,3 +153,13 @@ fn gzip_bodies_decode_and_bombs_are_cut_off() {
     assert_eq!(decode_body(Some("gzip"), b"not gzip", 1024).unwrap_err().code(), "invalid_gzip");
     assert_eq!(decode_body(None, &[b'x'; 2000], 1024).unwrap_err().status(), 413);
 }
+
+#[test]
+fn duplicate_top_level_keys_last_one_wins() {
+    let lines = pipeline(Template::Segment, &[], br#"{"batch":"x","batch":[{"type":"track","event":"A","userId":"u"}]}"#, 1_719_826_300);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("\"user_id\":\"u\""), "{lines:?}");
+    let lines = pipeline(Template::Segment, &[], br#"{"batch":[{"type":"track","event":"A","userId":"u"}],"batch":null,"type":"track","event":"B","userId":"v"}"#, 1_719_826_300);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("\"user_id\":\"v\""), "{lines:?}");
+}

@@ -77,18 +77,6 @@ type ActionRow = (
     Option<i32>,
 );
 
-/// Summary row of the event timeline (for listings).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EventSummary {
-    pub event_id: String,
-    pub received_at: i64,
-    pub source: Option<String>,
-    pub event_type: Option<String>,
-    pub name: Option<String>,
-    pub user_id: Option<String>,
-    pub status: Option<String>,
-}
-
 impl Store {
     pub async fn write_event_log(&self, log: &EventLog, ttl_secs: i32) -> Result<(), StoreError> {
         let st = &self.stmts;
@@ -167,37 +155,6 @@ impl Store {
             inserted_at: r.inserted_at.unwrap_or(0),
             ttl: r.ttl,
         }))
-    }
-
-    /// Newest first, one day partition at a time, from `day` backwards over `days` days.
-    pub async fn list_event_summaries(&self, environment: &str, from_ms: i64, days: i32, limit: usize) -> Result<Vec<EventSummary>, StoreError> {
-        let q = format!(
-            "SELECT event_id, received_at, source, event_type, name, user_id, status FROM {}.event_log_timeline \
-             WHERE environment = ? AND day = ? AND received_at <= ? LIMIT ?",
-            self.ks
-        );
-        let mut out = Vec::new();
-        let start = day_of(from_ms);
-        for d in (start - days + 1..=start).rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let rows = self
-                .session
-                .query_unpaged(q.clone(), (environment, d, from_ms, (limit - out.len()) as i32))
-                .await
-                .map_err(unavailable)?
-                .into_rows_result()
-                .map_err(unavailable)?;
-            for r in rows
-                .rows::<(String, i64, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)>()
-                .map_err(unavailable)?
-            {
-                let r = r.map_err(unavailable)?;
-                out.push(EventSummary { event_id: r.0, received_at: r.1, source: r.2, event_type: r.3, name: r.4, user_id: r.5, status: r.6 });
-            }
-        }
-        Ok(out)
     }
 
     pub async fn write_action_log(&self, log: &ActionLog, workflow: Option<&str>, ttl_secs: i32) -> Result<(), StoreError> {
