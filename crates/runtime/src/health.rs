@@ -65,3 +65,10 @@ pub async fn serve_health(addr: SocketAddr, readiness: Readiness, shutdown: Shut
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }
+
+/// Register a collector in the default Prometheus registry (which `/metrics` serves) and hand
+/// it back; registering the same metric twice (tests, `all`) keeps the first.
+pub fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+}

@@ -60,28 +60,13 @@ impl Store {
         for s in self.list_sources().await? {
             snap.sources.insert(s.key.clone(), s);
         }
-        let rows = self
-            .session
-            .query_unpaged(format!("SELECT settings FROM {ks}.source_environments"), &[])
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        for r in rows.rows::<(String,)>().map_err(unavailable)? {
-            let (json,) = r.map_err(unavailable)?;
-            let s: EnvironmentSettings = serde_json::from_str(&json).map_err(|e| corrupt("settings", e))?;
+        let settings: Vec<EnvironmentSettings> =
+            self.json_rows(format!("SELECT settings FROM {ks}.source_environments"), (), "settings").await?;
+        for s in settings {
             snap.settings.insert((s.source.clone(), s.environment.clone()), s);
         }
-        let rows = self
-            .session
-            .query_unpaged(format!("SELECT body FROM {ks}.mappings"), &[])
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        for r in rows.rows::<(String,)>().map_err(unavailable)? {
-            let (json,) = r.map_err(unavailable)?;
-            let m: Mapping = serde_json::from_str(&json).map_err(|e| corrupt("mapping", e))?;
+        let mappings: Vec<Mapping> = self.json_rows(format!("SELECT body FROM {ks}.mappings"), (), "mapping").await?;
+        for m in mappings {
             snap.mappings.entry((m.source.clone(), m.environment.clone())).or_default().push(m);
         }
         for list in snap.mappings.values_mut() {
@@ -202,19 +187,7 @@ impl Store {
     }
 
     pub async fn list_settings(&self, source: &str) -> Result<Vec<EnvironmentSettings>, StoreError> {
-        let rows = self
-            .session
-            .query_unpaged(format!("SELECT settings FROM {}.source_environments WHERE source = ?", self.ks), (source,))
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        for r in rows.rows::<(String,)>().map_err(unavailable)? {
-            let (json,) = r.map_err(unavailable)?;
-            out.push(serde_json::from_str(&json).map_err(|e| corrupt("settings", e))?);
-        }
-        Ok(out)
+        self.json_rows(format!("SELECT settings FROM {}.source_environments WHERE source = ?", self.ks), (source,), "settings").await
     }
 
     pub async fn get_settings(&self, source: &str, environment: &str) -> Result<Option<EnvironmentSettings>, StoreError> {
@@ -236,22 +209,26 @@ impl Store {
     }
 
     pub async fn list_mappings(&self, source: &str, environment: &str) -> Result<Vec<Mapping>, StoreError> {
-        let rows = self
-            .session
-            .query_unpaged(
-                format!("SELECT body FROM {}.mappings WHERE source = ? AND environment = ?", self.ks),
-                (source, environment),
-            )
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        let mut out: Vec<Mapping> = Vec::new();
+        let mut out: Vec<Mapping> = self
+            .json_rows(format!("SELECT body FROM {}.mappings WHERE source = ? AND environment = ?", self.ks), (source, environment), "mapping")
+            .await?;
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Rows of one JSON text column, each read as a `T`.
+    async fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        query: String,
+        values: impl scylla::serialize::row::SerializeRow,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self.session.query_unpaged(query, values).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let mut out = Vec::new();
         for r in rows.rows::<(String,)>().map_err(unavailable)? {
             let (json,) = r.map_err(unavailable)?;
-            out.push(serde_json::from_str(&json).map_err(|e| corrupt("mapping", e))?);
+            out.push(serde_json::from_str(&json).map_err(|e| corrupt(what, e))?);
         }
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 

@@ -3,10 +3,7 @@
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use std::sync::LazyLock;
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
-    let _ = prometheus::default_registry().register(Box::new(c.clone()));
-    c
-}
+use tributary_runtime::health::register as reg;
 
 pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     reg(IntCounterVec::new(
