@@ -336,6 +336,8 @@ pub fn read_topic_from(brokers: &str, topic: &str, wait: Duration, expect_at_lea
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        // What a downstream consumer of the triggers must use: aborted transactions are skipped.
+        .set("isolation.level", "read_committed")
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");

@@ -203,6 +203,7 @@ async fn kafka_ceiling(env: &Env, record: &str, d: Duration) -> anyhow::Result<f
         max_queue_messages: 100_000,
         message_timeout_ms: 5000,
         client_id: "bench-ceiling".into(),
+        transactional_id: None,
     })
     .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let topic = format!("{}.raw", env.prefix);

@@ -15,11 +15,18 @@
 //!   growing memory without limit.
 //! - `message.timeout.ms`: how long librdkafka keeps retrying a record before reporting it
 //!   failed; the caller's own timeout is shorter, so a request never hangs on a dead cluster.
+//! - `transactional.id` (worker stages only, see [`crate::stage`]): a stage's outputs and its
+//!   consumed offsets commit in one Kafka transaction, so a crash can neither lose nor repeat
+//!   an output. The id is stable per process (`{group}.{instance}`), so a restarted process
+//!   fences its previous incarnation and aborts the transaction that incarnation left open at
+//!   once, instead of readers waiting for `transaction.timeout.ms`.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::TopicPartitionList;
 use rdkafka::util::Timeout;
 use std::time::Duration;
 use thiserror::Error;
@@ -36,6 +43,29 @@ pub enum ProduceError {
     Client(String),
 }
 
+/// How a failed transaction call leaves the producer.
+#[derive(Debug, Error)]
+pub enum TxnError {
+    /// Try the same call again.
+    #[error("retriable transaction error: {0}")]
+    Retriable(String),
+    /// Abort the transaction, rewind the inputs, carry on.
+    #[error("transaction must be aborted: {0}")]
+    Abortable(String),
+    /// The producer is unusable (fenced by a newer instance with the same transactional id, ...).
+    #[error("fatal transaction error: {0}")]
+    Fatal(String),
+}
+
+fn txn_error(e: KafkaError) -> TxnError {
+    match &e {
+        KafkaError::Transaction(r) if r.is_retriable() => TxnError::Retriable(e.to_string()),
+        KafkaError::Transaction(r) if r.txn_requires_abort() => TxnError::Abortable(e.to_string()),
+        KafkaError::Transaction(r) if !r.is_fatal() => TxnError::Abortable(e.to_string()),
+        _ => TxnError::Fatal(e.to_string()),
+    }
+}
+
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer,
@@ -46,11 +76,21 @@ pub struct ProducerSettings {
     pub max_queue_messages: usize,
     pub message_timeout_ms: u64,
     pub client_id: String,
+    /// Set for a transactional producer (worker stages in exactly-once mode).
+    pub transactional_id: Option<String>,
 }
+
+/// Transaction timeout: the broker aborts a transaction left open longer than this. A batch
+/// whose records stall on a transient failure (store down) for longer is aborted and redone.
+const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
 
 impl Producer {
     pub fn new(s: &ProducerSettings) -> Result<Self, ProduceError> {
-        let inner: FutureProducer = ClientConfig::new()
+        let mut cfg = ClientConfig::new();
+        if let Some(id) = &s.transactional_id {
+            cfg.set("transactional.id", id).set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
+        }
+        let inner: FutureProducer = cfg
             .set("bootstrap.servers", &s.brokers)
             .set("client.id", &s.client_id)
             .set("acks", "all")
@@ -91,6 +131,41 @@ impl Producer {
         let _ = self.inner.flush(Timeout::After(timeout));
     }
 
+    /// Transactions: each call blocks on the broker, so it runs off the async threads.
+    async fn txn<F>(&self, f: F) -> Result<(), TxnError>
+    where
+        F: FnOnce(&FutureProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
+    {
+        let p = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&p)).await {
+            Ok(r) => r.map_err(txn_error),
+            Err(e) => Err(TxnError::Fatal(format!("transaction call panicked: {e}"))),
+        }
+    }
+
+    /// Register the transactional id; fences an earlier process with the same id and aborts
+    /// whatever transaction it left open.
+    pub async fn init_transactions(&self) -> Result<(), TxnError> {
+        self.txn(|p| p.init_transactions(Duration::from_secs(30))).await
+    }
+
+    pub async fn begin_transaction(&self) -> Result<(), TxnError> {
+        self.txn(|p| p.begin_transaction()).await
+    }
+
+    /// Commit the consumed `offsets` (next offset to read, per partition) with the transaction.
+    pub async fn send_offsets(&self, offsets: TopicPartitionList, group: ConsumerGroupMetadata) -> Result<(), TxnError> {
+        self.txn(move |p| p.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))).await
+    }
+
+    pub async fn commit_transaction(&self) -> Result<(), TxnError> {
+        self.txn(|p| p.commit_transaction(Duration::from_secs(30))).await
+    }
+
+    pub async fn abort_transaction(&self) -> Result<(), TxnError> {
+        self.txn(|p| p.abort_transaction(Duration::from_secs(30))).await
+    }
+
     /// Is a broker reachable? (metadata request with a short timeout)
     pub fn reachable(&self, timeout: Duration) -> bool {
         self.inner.client().fetch_metadata(None, Timeout::After(timeout)).map(|m| !m.brokers().is_empty()).unwrap_or(false)
@@ -104,5 +179,17 @@ pub fn worker_producer(brokers: &str, client_id: &str) -> Result<Producer, Produ
         max_queue_messages: 100_000,
         message_timeout_ms: 30_000,
         client_id: client_id.to_string(),
+        transactional_id: None,
+    })
+}
+
+/// A worker stage's producer in exactly-once mode: transactional, id stable per process.
+pub fn transactional_producer(brokers: &str, client_id: &str, transactional_id: &str) -> Result<Producer, ProduceError> {
+    Producer::new(&ProducerSettings {
+        brokers: brokers.to_string(),
+        max_queue_messages: 100_000,
+        message_timeout_ms: 30_000,
+        client_id: client_id.to_string(),
+        transactional_id: Some(transactional_id.to_string()),
     })
 }

@@ -1,34 +1,33 @@
-//! The consumer loop every worker stage runs: at-least-once, in order per key.
+//! The consumer loop every worker stage runs, in one of two delivery modes.
 //!
-//! Records are spread over `lanes` by their key (`{environment}/{user}`): one lane handles its
-//! records one at a time, in partition order, and lanes run concurrently. So one user's events
-//! in one environment are handled in the order received, while different users' events overlap
-//! their round trips to Kafka and the store (a stage that awaited each record in turn would be
-//! bound by one round trip per record).
+//! Both hand records to [`crate::lanes`] (in order per key, concurrent across keys).
 //!
-//! Offsets: a record's offset counts as done once its handler returned `Ok` (its effects are
-//! durable: produced with acks=all, or written to the store). Per partition, the offset stored
-//! for commit is the first one not yet done, so a crash replays at most the records still in
-//! flight, and never skips one. Stored offsets are auto-committed every second and committed
-//! synchronously at shutdown, after the lanes drained. Handlers make replays harmless
-//! (deterministic ids, upserts, a `success` check before firing an action).
+//! - [`Delivery::ExactlyOnce`] (the worker stages that produce: translator, mapper, executor):
+//!   see [`crate::exactly_once`]. A stage's outputs and its consumed offsets commit in one Kafka
+//!   transaction; a crash or a rebalance can neither lose nor repeat an output.
+//! - [`Delivery::AtLeastOnce`] (stages whose only effects are idempotent store writes, such as
+//!   the action-log writer), below: a record's offset counts as done once its handler returned
+//!   `Ok` (its effects are durable). Per partition, the offset stored for commit is the first
+//!   one not yet done, so a crash replays at most the records still in flight, and never skips
+//!   one. Stored offsets are auto-committed every second and committed synchronously at
+//!   shutdown, after the lanes drained.
 //!
 //! Failures: a transient error (store or Kafka unreachable) is retried with backoff for as long
 //! as it lasts — the lane stalls and the stage reports not-ready, rather than park good
 //! records. A permanent error (a record this code cannot handle) is retried `max_attempts`
 //! times, then the record goes to the dead-letter topic with the error, and the lane moves on.
 
+use crate::lanes::{stopped, Lanes, ReadyFn};
 use crate::producer::Producer;
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::Message;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 #[derive(Debug, Error)]
 pub enum StageError {
@@ -48,13 +47,27 @@ pub struct Record<'a> {
 }
 
 pub trait Handler: Send + Sync {
-    /// Process one record; return only once its effects are durable.
+    /// Process one record; return only once its effects are durable (in exactly-once mode,
+    /// records produced through the stage's producer are part of the open transaction).
     fn handle<'a>(&'a self, record: &'a Record<'a>) -> BoxFuture<'a, Result<(), StageError>>;
 
     /// Called when a record is parked on the dead-letter topic (e.g. to log the event).
     fn dead_lettered<'a>(&'a self, _record: &'a Record<'a>, _error: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+}
+
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    AtLeastOnce,
+    ExactlyOnce {
+        /// Longest a batch keeps collecting records once it has one.
+        max_wait: Duration,
+        /// A batch closes early when no record arrived for this long (light load: small
+        /// batches, low latency; heavy load: records queue up while a batch runs, so the
+        /// next one is large and the commit cost is shared).
+        linger: Duration,
+    },
 }
 
 pub struct StageOptions {
@@ -66,28 +79,31 @@ pub struct StageOptions {
     pub client_id: String,
     /// Records handled concurrently (by key); 1 = strictly one at a time.
     pub lanes: usize,
-    /// Records taken from Kafka but not yet done, at most (back-pressure).
+    /// Records taken from Kafka but not yet done, at most (back-pressure; in exactly-once
+    /// mode, the largest batch).
     pub max_in_flight: usize,
+    pub delivery: Delivery,
 }
 
-pub fn consumer(opts: &StageOptions) -> Result<StreamConsumer, String> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &opts.brokers)
+/// The consumer settings both modes share.
+pub(crate) fn consumer_config(opts: &StageOptions) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &opts.brokers)
         .set("group.id", &opts.group)
         .set("client.id", &opts.client_id)
-        .set("enable.auto.commit", "true")
-        // Only offsets we store (after a record is done) are committed.
-        .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
+        // Only committed transactions are read (librdkafka's default, stated because the
+        // Java client's default is the opposite): an aborted attempt's outputs never count.
+        .set("isolation.level", "read_committed")
         // Cooperative rebalancing: adding a process moves only the partitions it takes.
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .create()
-        .map_err(|e| format!("kafka consumer: {e}"))?;
-    c.subscribe(&[&opts.topic]).map_err(|e| format!("subscribe {}: {e}", opts.topic))?;
-    Ok(c)
+        .set("heartbeat.interval.ms", "1000");
+    c
+}
+
+pub(crate) fn subscribe<C: ConsumerContext>(c: &StreamConsumer<C>, topic: &str) -> Result<(), String> {
+    c.subscribe(&[topic]).map_err(|e| format!("subscribe {topic}: {e}"))
 }
 
 /// Per partition: offsets in flight, and the next offset after everything seen.
@@ -118,36 +134,41 @@ fn store(consumer: &StreamConsumer, topic: &str, partition: i32, next: i64) {
 }
 
 /// Run until `shutdown` flips; then drain the lanes, commit what is done and return.
+/// In exactly-once mode, `producer` must be transactional and be the handler's producer.
 pub async fn run_stage<H: Handler + 'static>(
+    opts: StageOptions,
+    handler: Arc<H>,
+    producer: &Producer,
+    shutdown: watch::Receiver<bool>,
+    on_ready: impl Fn(bool) + Send + Sync + 'static,
+) -> Result<(), String> {
+    let on_ready: ReadyFn = Arc::new(on_ready);
+    match opts.delivery.clone() {
+        Delivery::AtLeastOnce => run_at_least_once(opts, handler, producer, shutdown, on_ready).await,
+        Delivery::ExactlyOnce { max_wait, linger } => {
+            crate::exactly_once::run(opts, handler, producer, shutdown, on_ready, max_wait, linger).await
+        }
+    }
+}
+
+async fn run_at_least_once<H: Handler + 'static>(
     opts: StageOptions,
     handler: Arc<H>,
     dlq: &Producer,
     mut shutdown: watch::Receiver<bool>,
-    on_ready: impl Fn(bool) + Send + Sync + 'static,
+    on_ready: ReadyFn,
 ) -> Result<(), String> {
-    let consumer = consumer(&opts)?;
+    let consumer: StreamConsumer = consumer_config(&opts)
+        .set("enable.auto.commit", "true")
+        // Only offsets we store (after a record is done) are committed.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .create()
+        .map_err(|e| format!("kafka consumer: {e}"))?;
+    subscribe(&consumer, &opts.topic)?;
     let opts = Arc::new(opts);
-    let on_ready: Arc<dyn Fn(bool) + Send + Sync> = Arc::new(on_ready);
     on_ready(true);
-    let lanes = opts.lanes.max(1);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i32, i64)>();
-    let mut lane_tx = Vec::with_capacity(lanes);
-    let mut workers = Vec::with_capacity(lanes);
-    for _ in 0..lanes {
-        let (tx, mut rx) = mpsc::unbounded_channel::<OwnedMessage>();
-        lane_tx.push(tx);
-        let (handler, dlq, opts, done, on_ready, mut stop) =
-            (handler.clone(), dlq.clone(), opts.clone(), done_tx.clone(), on_ready.clone(), shutdown.clone());
-        workers.push(tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                if !process(&opts, handler.as_ref(), &dlq, &msg, &mut stop, on_ready.as_ref()).await {
-                    return; // shutting down mid-record: leave it (and what follows) uncommitted
-                }
-                let _ = done.send((msg.partition(), msg.offset()));
-            }
-        }));
-    }
-    drop(done_tx);
+    let mut lanes = Lanes::spawn(&opts, &handler, dlq, &shutdown, &on_ready);
 
     let topic = opts.topic.clone();
     let mut progress: HashMap<i32, Progress> = HashMap::new();
@@ -155,11 +176,14 @@ pub async fn run_stage<H: Handler + 'static>(
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            Some((partition, offset)) = done_rx.recv() => {
+            Some(done) = lanes.done.recv() => {
                 in_flight -= 1;
-                if let Some(p) = progress.get_mut(&partition) {
-                    p.pending.remove(&offset);
-                    store(&consumer, &topic, partition, p.committable());
+                if !done.finished {
+                    continue; // stays pending: not committed
+                }
+                if let Some(p) = progress.get_mut(&done.partition) {
+                    p.pending.remove(&done.offset);
+                    store(&consumer, &topic, done.partition, p.committable());
                 }
             }
             m = consumer.recv(), if in_flight < opts.max_in_flight => {
@@ -175,19 +199,14 @@ pub async fn run_stage<H: Handler + 'static>(
                 p.pending.insert(msg.offset());
                 p.next = p.next.max(msg.offset() + 1);
                 in_flight += 1;
-                let lane = lane_of(msg.key().unwrap_or_default(), lanes);
-                let _ = lane_tx[lane].send(msg);
+                lanes.dispatch(msg);
             }
         }
     }
     // Drain: lanes finish what they hold (a record interrupted by shutdown stays pending).
-    drop(lane_tx);
-    for w in workers {
-        let _ = w.await;
-    }
-    while let Ok((partition, offset)) = done_rx.try_recv() {
-        if let Some(p) = progress.get_mut(&partition) {
-            p.pending.remove(&offset);
+    for done in lanes.close().await {
+        if let (true, Some(p)) = (done.finished, progress.get_mut(&done.partition)) {
+            p.pending.remove(&done.offset);
         }
     }
     for (partition, p) in &progress {
@@ -199,91 +218,4 @@ pub async fn run_stage<H: Handler + 'static>(
     }
     tracing::info!(stage = %opts.group, "stage stopped; offsets committed");
     Ok(())
-}
-
-fn lane_of(key: &[u8], lanes: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() % lanes as u64) as usize
-}
-
-/// Returns false if shutdown interrupted the record before it was done.
-async fn process<H: Handler + ?Sized>(
-    opts: &StageOptions,
-    handler: &H,
-    dlq: &Producer,
-    msg: &OwnedMessage,
-    shutdown: &mut watch::Receiver<bool>,
-    on_ready: &(dyn Fn(bool) + Send + Sync),
-) -> bool {
-    let payload = msg.payload().unwrap_or_default();
-    let mut attempt = 1u32;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let record = Record { key: msg.key(), payload, partition: msg.partition(), offset: msg.offset(), attempt };
-        match handler.handle(&record).await {
-            Ok(()) => {
-                on_ready(true);
-                return true;
-            }
-            Err(StageError::Transient(e)) => {
-                on_ready(false);
-                tracing::warn!(stage = %opts.group, partition = msg.partition(), offset = msg.offset(), attempt, error = %e, "transient failure; retrying");
-            }
-            Err(StageError::Permanent(e)) if attempt >= opts.max_attempts => {
-                tracing::error!(stage = %opts.group, partition = msg.partition(), offset = msg.offset(), attempt, error = %e, "giving up; record goes to the dead-letter topic");
-                let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-                let origin = format!("{}:{}:{}", msg.topic(), msg.partition(), msg.offset());
-                let mut headers: Vec<(String, String)> = vec![
-                    ("x-error".into(), e.clone()),
-                    ("x-origin".into(), origin),
-                    ("x-stage".into(), opts.group.clone()),
-                ];
-                if let Some(h) = msg.headers() {
-                    for hd in h.iter() {
-                        if let Some(v) = hd.value {
-                            headers.push((hd.key.to_string(), String::from_utf8_lossy(v).into_owned()));
-                        }
-                    }
-                }
-                let hdr_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                // The dead-letter write itself must succeed before we move past the record.
-                loop {
-                    match dlq.send(&opts.dead_letter_topic, &key, payload, &hdr_refs).await {
-                        Ok(()) => break,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "dead-letter produce failed; retrying");
-                            if sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
-                                return false;
-                            }
-                        }
-                    }
-                }
-                handler.dead_lettered(&record, &e).await;
-                return true;
-            }
-            Err(StageError::Permanent(e)) => {
-                tracing::warn!(stage = %opts.group, partition = msg.partition(), offset = msg.offset(), attempt, error = %e, "record failed; retrying");
-            }
-        }
-        attempt += 1;
-        if sleep_or_shutdown(backoff, shutdown).await {
-            return false;
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Resolves once shutdown is requested (without holding the watch's guard across awaits).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|v| *v).await;
-}
-
-/// Sleep; true if shutdown was requested meanwhile.
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = shutdown.wait_for(|v| *v) => true,
-    };
-    stopped || *shutdown.borrow()
 }

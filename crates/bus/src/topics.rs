@@ -17,6 +17,9 @@ pub struct Topics {
     pub actions: String,
     /// Executor → whoever runs workflows ([`tributary_model::WorkflowTrigger`]).
     pub triggers: String,
+    /// Executor → log writer: what was done for each plan ([`tributary_model::ExecutionReport`]),
+    /// produced in the executor's transaction (exactly-once mode).
+    pub action_logs: String,
     /// Records a stage could not handle after its attempts.
     pub dead_letter: String,
 }
@@ -28,12 +31,13 @@ impl Topics {
             normalized: format!("{prefix}.normalized"),
             actions: format!("{prefix}.actions"),
             triggers: format!("{prefix}.triggers"),
+            action_logs: format!("{prefix}.action-logs"),
             dead_letter: format!("{prefix}.dead-letter"),
         }
     }
 
-    pub fn all(&self) -> [&str; 5] {
-        [&self.raw, &self.normalized, &self.actions, &self.triggers, &self.dead_letter]
+    pub fn all(&self) -> [&str; 6] {
+        [&self.raw, &self.normalized, &self.actions, &self.triggers, &self.action_logs, &self.dead_letter]
     }
 }
 

@@ -29,6 +29,7 @@ pub async fn run(cfg: &Config, cache: ConfigCache, readiness: Readiness, shutdow
         // stored" (as far as anyone can know), and no ghost copy arrives later.
         message_timeout_ms: cfg.gateway.produce_timeout_ms.max(100),
         client_id: "tributary-gateway".into(),
+        transactional_id: None,
     })
     .map_err(|e| e.to_string())?;
     let state = Arc::new(GatewayState::new(

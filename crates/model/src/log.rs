@@ -83,3 +83,22 @@ pub struct ActionLog {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i32>,
 }
+
+/// What the executor did for one action plan, on its way to the store. In exactly-once mode
+/// the executor produces it in the same Kafka transaction as the triggers it reports, and the
+/// log writer stores it: so a trigger and its `success` log both exist, or neither.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionReport {
+    /// Absent for a replay (the event was logged when it first ran).
+    pub event_log: Option<EventLog>,
+    pub actions: Vec<ReportedAction>,
+    /// Retention of the environment, for every row written.
+    pub ttl_secs: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportedAction {
+    pub log: ActionLog,
+    /// The workflow a trigger or cancel was for (indexes the action timeline).
+    pub workflow: Option<String>,
+}

@@ -93,6 +93,29 @@ pub struct WorkersConfig {
     pub sink_backoff_ms: u64,
     /// Timeout of one HTTP sink request.
     pub sink_timeout_ms: u64,
+    /// Translator, mapper and executor commit their outputs and consumed offsets in one Kafka
+    /// transaction (no output lost or repeated by a crash). `false`: at-least-once with
+    /// idempotent effects (each output may repeat after a crash; slightly lower latency).
+    pub exactly_once: bool,
+    /// This process's name within its stage, stable across restarts: the transactional id is
+    /// `{group}.{instance_id}`, so a restarted process aborts what its predecessor left open.
+    /// Every process of one stage needs its own (a Kubernetes StatefulSet pod name, say).
+    /// Default: the host name.
+    pub instance_id: String,
+    /// Exactly-once: longest a batch collects records once it has one.
+    pub batch_max_wait_ms: u64,
+    /// Exactly-once: a batch closes when no record came for this long.
+    pub batch_linger_ms: u64,
+}
+
+/// The host name (`/proc/sys/kernel/hostname`, then `$HOSTNAME`), for the default instance id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +196,10 @@ impl Default for WorkersConfig {
             sink_max_attempts: 6,
             sink_backoff_ms: 200,
             sink_timeout_ms: 10_000,
+            exactly_once: true,
+            instance_id: host_name(),
+            batch_max_wait_ms: 100,
+            batch_linger_ms: 5,
         }
     }
 }
@@ -249,6 +276,14 @@ impl Config {
         }
         if self.workers.lanes == 0 || self.workers.lanes > 4096 {
             return bad("workers.lanes", "must be from 1 to 4096");
+        }
+        if self.workers.instance_id.is_empty()
+            || !self.workers.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return bad("workers.instance_id", "must be letters, digits, `.`, `_` or `-`");
+        }
+        if self.workers.batch_linger_ms == 0 || self.workers.batch_linger_ms > self.workers.batch_max_wait_ms {
+            return bad("workers.batch_linger_ms", "must be from 1 to workers.batch_max_wait_ms");
         }
         if self.workers.max_in_flight < self.workers.lanes {
             return bad("workers.max_in_flight", "must be at least workers.lanes");

@@ -3,11 +3,12 @@
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
 use std::time::Duration;
-use tributary_bus::{ensure_topics, worker_producer, Topics};
+use tributary_bus::{ensure_topics, transactional_producer, worker_producer, Delivery, Topics};
 use tributary_runtime::config::Config;
 use tributary_runtime::{serve_health, Readiness, Shutdown};
 use tributary_store::{ConfigCache, Store, StoreSettings};
-use tributary_workers::{executor::Executor, mapper::Mapper, translator::Translator};
+use tributary_workers::executor::{Executor, LogPath, LogWriter};
+use tributary_workers::{mapper::Mapper, producing_delivery, translator::Translator};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
@@ -74,19 +75,32 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
         let role = *role;
         tasks.spawn(async move {
             tracing::info!(?role, "starting");
-            let producer = || worker_producer(&cfg.kafka.brokers, &format!("tributary-{role:?}").to_lowercase()).map_err(|e| e.to_string());
+            let stage = format!("{role:?}").to_lowercase();
+            // Stages that produce get a transactional producer in exactly-once mode; its id
+            // is stable per process (see workers.instance_id).
+            let producer = || {
+                let client_id = format!("tributary-{stage}");
+                if cfg.workers.exactly_once {
+                    let id = format!("{}.{}", cfg.group(&stage), cfg.workers.instance_id);
+                    transactional_producer(&cfg.kafka.brokers, &client_id, &id)
+                } else {
+                    worker_producer(&cfg.kafka.brokers, &client_id)
+                }
+                .map_err(|e| e.to_string())
+            };
+            let delivery = producing_delivery(&cfg);
             match role {
                 Role::Gateway => tributary_gateway::run(&cfg, cache, readiness, shutdown).await,
                 Role::Admin => tributary_admin::run(&cfg, store, readiness, shutdown).await,
                 Role::Translator => {
                     let p = producer()?;
                     let h = Arc::new(Translator { cache, store, producer: p.clone(), out_topic: topics.normalized.clone() });
-                    tributary_workers::run(&cfg, "translator", topics.raw.clone(), h, &p, &readiness, &shutdown).await
+                    tributary_workers::run(&cfg, "translator", topics.raw.clone(), h, &p, delivery, &readiness, &shutdown).await
                 }
                 Role::Mapper => {
                     let p = producer()?;
                     let h = Arc::new(Mapper { cache, producer: p.clone(), out_topic: topics.actions.clone() });
-                    tributary_workers::run(&cfg, "mapper", topics.normalized.clone(), h, &p, &readiness, &shutdown).await
+                    tributary_workers::run(&cfg, "mapper", topics.normalized.clone(), h, &p, delivery, &readiness, &shutdown).await
                 }
                 Role::Executor => {
                     let p = producer()?;
@@ -95,8 +109,15 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                         cfg.workers.sink_max_attempts,
                         Duration::from_millis(cfg.workers.sink_backoff_ms),
                     )?;
-                    let h = Arc::new(Executor { cache, store, producer: p.clone(), triggers_topic: topics.triggers.clone(), http });
-                    tributary_workers::run(&cfg, "executor", topics.actions.clone(), h, &p, &readiness, &shutdown).await
+                    let logs = if cfg.workers.exactly_once { LogPath::Report(topics.action_logs.clone()) } else { LogPath::Direct };
+                    let h = Arc::new(Executor { cache, store: store.clone(), producer: p.clone(), triggers_topic: topics.triggers.clone(), http, logs });
+                    let executor = tributary_workers::run(&cfg, "executor", topics.actions.clone(), h, &p, delivery, &readiness, &shutdown);
+                    // The reports' writer: upserts only, so at-least-once is enough.
+                    let wp = worker_producer(&cfg.kafka.brokers, "tributary-action-log-writer").map_err(|e| e.to_string())?;
+                    let writer = Arc::new(LogWriter { store });
+                    let writer = tributary_workers::run(&cfg, "action-log-writer", topics.action_logs.clone(), writer, &wp, Delivery::AtLeastOnce, &readiness, &shutdown);
+                    // A failure of either ends the role (and the process, which shuts down).
+                    tokio::try_join!(executor, writer).map(|_| ())
                 }
             }
             .map_err(|e| format!("{role:?}: {e}"))

@@ -1,9 +1,20 @@
 //! Action plans → event log, action logs, users/tenants, workflow triggers.
 //!
-//! Order of effects for one plan: the event log (an upsert keyed by event id, so retries
-//! write it once), then each action in plan order. Before an action runs, its action log is
-//! read: a `success` there means an earlier delivery already did it, and it is not fired
-//! again. Each action's log is written right after the action.
+//! Order of effects for one plan: each action in plan order, then the logs. Before an action
+//! runs, its action log is read: a `success` there means an earlier delivery already did it,
+//! and it is not fired again.
+//!
+//! Where the logs go ([`LogPath`]):
+//! - Exactly-once mode ([`LogPath::Report`]): the event log and the action logs travel as one
+//!   [`ExecutionReport`] on the action-logs topic, produced in the same Kafka transaction as
+//!   the triggers, and the [`LogWriter`] stores them. A crash before the commit leaves neither
+//!   a trigger nor a log; after it, both. (Writing a `success` log to the store before the
+//!   commit would, after a crash, mark an action done whose trigger was rolled back; writing it
+//!   after the commit could lose it.) An action whose effect is outside Kafka (the HTTP sink)
+//!   cannot be rolled back, so its log is written to the store at once, where the `success`
+//!   check of a redo finds it.
+//! - At-least-once mode ([`LogPath::Direct`]): the event log first (an upsert keyed by event
+//!   id, so retries write it once), then each action's log right after the action.
 
 use crate::metrics;
 use futures::future::BoxFuture;
@@ -11,6 +22,7 @@ use serde_json::{json, Value};
 use tributary_bus::{Handler, Producer, Record, StageError};
 use tributary_model::{
     ActionCommand, ActionLog, ActionPayload, ActionPlan, ActionStatus, EnvironmentSettings, EventLog, EventRecord,
+    ExecutionReport, ReportedAction,
 };
 use tributary_sources::identify::deep_merge;
 use tributary_sources::templates::DEFAULT_RETENTION_DAYS;
@@ -24,6 +36,15 @@ pub struct Executor {
     pub producer: Producer,
     pub triggers_topic: String,
     pub http: HttpSink,
+    pub logs: LogPath,
+}
+
+/// Where the executor's logs go (see the module documentation).
+pub enum LogPath {
+    /// Written to the store by the executor, as it goes.
+    Direct,
+    /// Produced as an [`ExecutionReport`] to this topic, for the [`LogWriter`].
+    Report(String),
 }
 
 /// How one action ended.
@@ -31,6 +52,8 @@ struct Outcome {
     status: ActionStatus,
     result: Option<Value>,
     error: Option<String>,
+    /// The effect left Kafka (HTTP sink): it cannot be rolled back with a transaction.
+    external: bool,
 }
 
 /// A store failure as the stage loop sees it: retry later, or give up on the record.
@@ -70,13 +93,12 @@ impl Executor {
         let snapshot = self.cache.get();
         let settings = snapshot.settings_for(&plan.event.source, &plan.event.environment);
         let ttl = settings.map(EnvironmentSettings::retention_secs).unwrap_or(DEFAULT_RETENTION_DAYS as i32 * 86_400);
-        if replay_of.is_none() {
-            self.store.write_event_log(&event_log_of(&plan.event), ttl).await.map_err(transient)?;
-            if let Some(n) = &plan.event.normalized {
-                let e = &plan.event;
-                self.store.count_event(&e.source, &e.environment, &n.event_type, n.name.as_deref(), e.received_at).await.map_err(transient)?;
-            }
+        let direct = matches!(self.logs, LogPath::Direct);
+        let event_log = replay_of.is_none().then(|| event_log_of(&plan.event));
+        if let (true, Some(log)) = (direct, &event_log) {
+            write_event_log(&self.store, log, ttl).await?;
         }
+        let mut reported = Vec::with_capacity(plan.actions.len());
         let mut logs = Vec::with_capacity(plan.actions.len());
         for cmd in &plan.actions {
             let previous = self.store.action_status(&plan.event.event_id, &cmd.action_id).await.map_err(transient)?;
@@ -109,12 +131,24 @@ impl Executor {
                 ttl: None,
             };
             let workflow = match &cmd.payload {
-                Some(ActionPayload::TriggerWorkflow(t)) => Some(t.workflow.as_str()),
-                Some(ActionPayload::CancelWorkflow { workflow, .. }) => Some(workflow.as_str()),
+                Some(ActionPayload::TriggerWorkflow(t)) => Some(t.workflow.clone()),
+                Some(ActionPayload::CancelWorkflow { workflow, .. }) => Some(workflow.clone()),
                 _ => None,
             };
-            self.store.write_action_log(&log, workflow, ttl).await.map_err(transient)?;
+            if direct || outcome.external {
+                self.store.write_action_log(&log, workflow.as_deref(), ttl).await.map_err(transient)?;
+            } else {
+                reported.push(ReportedAction { log: log.clone(), workflow });
+            }
             logs.push(log);
+        }
+        if let LogPath::Report(topic) = &self.logs {
+            let report = ExecutionReport { event_log, actions: reported, ttl_secs: ttl };
+            let bytes = serde_json::to_vec(&report).map_err(|e| StageError::Permanent(e.to_string()))?;
+            self.producer
+                .send(topic, &plan.event.partition_key(), &bytes, &[("event_id", &plan.event.event_id)])
+                .await
+                .map_err(|e| StageError::Transient(format!("action-log report: {e}")))?;
         }
         Ok(logs)
     }
@@ -128,7 +162,7 @@ impl Executor {
         let sink_settings = settings.map(|s| s.sink.clone()).unwrap_or_default();
         let env = &plan.event.environment;
         let Some(payload) = &cmd.payload else {
-            return Ok(Outcome { status: ActionStatus::Skipped, result: None, error: cmd.skip_reason.clone() });
+            return Ok(Outcome { status: ActionStatus::Skipped, result: None, error: cmd.skip_reason.clone(), external: false });
         };
         match payload {
             ActionPayload::IdentifyUser { user_id, properties } => {
@@ -138,7 +172,7 @@ impl Executor {
                 self.store.put_user(env, user_id, &user).await.map_err(transient)?;
                 let stored = json!({"user_id": user_id, "created": created});
                 match &sink_settings {
-                    SinkSettings::Kafka => Ok(Outcome { status: ActionStatus::Success, result: Some(stored), error: None }),
+                    SinkSettings::Kafka => Ok(Outcome { status: ActionStatus::Success, result: Some(stored), error: None, external: false }),
                     // Knock merges an identify the same way, so the update is all it needs.
                     SinkSettings::Http { base_url, api_key } => {
                         let url = sink::url(base_url, &["users", user_id]);
@@ -152,7 +186,12 @@ impl Executor {
                 let created = tenant.is_empty();
                 deep_merge(&mut tenant, properties);
                 self.store.put_tenant(env, tenant_id, &tenant).await.map_err(transient)?;
-                Ok(Outcome { status: ActionStatus::Success, result: Some(json!({"tenant_id": tenant_id, "created": created})), error: None })
+                Ok(Outcome {
+                    status: ActionStatus::Success,
+                    result: Some(json!({"tenant_id": tenant_id, "created": created})),
+                    error: None,
+                    external: false,
+                })
             }
             ActionPayload::TriggerWorkflow(_) | ActionPayload::CancelWorkflow { .. } => {
                 let (kind, workflow) = match payload {
@@ -191,6 +230,7 @@ impl Executor {
                     status: ActionStatus::Success,
                     result: Some(json!({"sink": "kafka", "topic": self.triggers_topic})),
                     error: None,
+                    external: false,
                 })
             }
         }
@@ -203,11 +243,11 @@ fn http_outcome(r: SinkResult, mut base: Value) -> Outcome {
             base["status"] = json!(status);
             base["response"] = body;
             base["http_attempts"] = json!(attempts);
-            Outcome { status: ActionStatus::Success, result: Some(base), error: None }
+            Outcome { status: ActionStatus::Success, result: Some(base), error: None, external: true }
         }
         SinkResult::Failed { error, attempts } => {
             base["http_attempts"] = json!(attempts);
-            Outcome { status: ActionStatus::Failed, result: Some(base), error: Some(error) }
+            Outcome { status: ActionStatus::Failed, result: Some(base), error: Some(error), external: true }
         }
     }
 }
@@ -227,16 +267,61 @@ impl Handler for Executor {
     fn dead_lettered<'a>(&'a self, rec: &'a Record<'a>, error: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             // If the plan can be read, say in its event log that it was parked.
-            if let Ok(mut plan) = serde_json::from_slice::<ActionPlan>(rec.payload) {
-                plan.event.status = tributary_model::EventStatus::DeadLettered;
-                plan.event.error = Some(tributary_model::ItemError { code: "dead_lettered".into(), message: error.to_string() });
-                let mut log = event_log_of(&plan.event);
-                // The full record may be what the store refused: keep a note of its size only.
-                log.raw = json!({"dead_lettered_bytes": rec.payload.len()});
-                log.normalized = None;
-                if let Err(e) = self.store.write_event_log(&log, DEFAULT_RETENTION_DAYS as i32 * 86_400).await {
-                    tracing::warn!(event_id = %log.event_id, error = %e, "could not log the dead-lettered event");
-                }
+            if let Ok(plan) = serde_json::from_slice::<ActionPlan>(rec.payload) {
+                log_dead_lettered(&self.store, event_log_of(&plan.event), rec.payload.len(), error).await;
+            }
+        })
+    }
+}
+
+/// Say in an event log that its record was parked on the dead-letter topic.
+async fn log_dead_lettered(store: &Store, mut log: EventLog, bytes: usize, error: &str) {
+    log.status = tributary_model::EventStatus::DeadLettered.as_str().to_string();
+    log.error_code = Some("dead_lettered".into());
+    log.error_message = Some(error.to_string());
+    // The full record may be what the store refused: keep a note of its size only.
+    log.raw = json!({"dead_lettered_bytes": bytes});
+    log.normalized = None;
+    if let Err(e) = store.write_event_log(&log, DEFAULT_RETENTION_DAYS as i32 * 86_400).await {
+        tracing::warn!(event_id = %log.event_id, error = %e, "could not log the dead-lettered event");
+    }
+}
+
+/// The event log and the event's counts (known events, daily volume).
+async fn write_event_log(store: &Store, log: &EventLog, ttl: i32) -> Result<(), StageError> {
+    store.write_event_log(log, ttl).await.map_err(transient)?;
+    if let Some(t) = &log.event_type {
+        store.count_event(&log.source, &log.environment, t, log.name.as_deref(), log.received_at).await.map_err(transient)?;
+    }
+    Ok(())
+}
+
+/// Stores the executor's [`ExecutionReport`]s (exactly-once mode). Every write is an upsert
+/// keyed by event and action id, so this stage runs at-least-once: a report written twice
+/// leaves the same rows (the event counters aside, which may count a replayed report twice).
+pub struct LogWriter {
+    pub store: Store,
+}
+
+impl Handler for LogWriter {
+    fn handle<'a>(&'a self, rec: &'a Record<'a>) -> BoxFuture<'a, Result<(), StageError>> {
+        Box::pin(async move {
+            let report: ExecutionReport = serde_json::from_slice(rec.payload)
+                .map_err(|e| StageError::Permanent(format!("action-logs record is not an ExecutionReport: {e}")))?;
+            if let Some(log) = &report.event_log {
+                write_event_log(&self.store, log, report.ttl_secs).await?;
+            }
+            for a in &report.actions {
+                self.store.write_action_log(&a.log, a.workflow.as_deref(), report.ttl_secs).await.map_err(transient)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn dead_lettered<'a>(&'a self, rec: &'a Record<'a>, error: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Ok(ExecutionReport { event_log: Some(log), .. }) = serde_json::from_slice(rec.payload) {
+                log_dead_lettered(&self.store, log, rec.payload.len(), error).await;
             }
         })
     }

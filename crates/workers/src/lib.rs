@@ -5,9 +5,12 @@
 //! - [`executor`]: writes event and action logs, runs identify / set_tenant against the store,
 //!   and sends workflow triggers and cancels to the sink.
 //!
-//! Each handler returns only once its effects are durable; the shared loop in
-//! `tributary_bus::stage` then stores the offset. Handlers are idempotent, so a replay after a
-//! crash or a rebalance repeats no effect that already happened.
+//! - [`executor::LogWriter`] (runs in the executor role): stores the executor's reports.
+//!
+//! Each handler returns only once its effects are durable. Translator, mapper and executor run
+//! exactly-once by default (`tributary_bus::exactly_once`: outputs and offsets in one Kafka
+//! transaction); the log writer, whose effects are upserts, at-least-once. Handlers are also
+//! idempotent, so a replay after a crash or a rebalance repeats no effect that already happened.
 
 pub mod executor;
 pub mod mapper;
@@ -15,7 +18,8 @@ mod metrics;
 pub mod sink;
 pub mod translator;
 
-use tributary_bus::{run_stage, Handler, Producer, StageOptions, Topics};
+use std::time::Duration;
+use tributary_bus::{run_stage, Delivery, Handler, Producer, StageOptions, Topics};
 use tributary_runtime::config::Config;
 use tributary_runtime::{Readiness, Shutdown};
 
@@ -26,6 +30,7 @@ pub async fn run<H: Handler + 'static>(
     topic: String,
     handler: std::sync::Arc<H>,
     producer: &Producer,
+    delivery: Delivery,
     readiness: &Readiness,
     shutdown: &Shutdown,
 ) -> Result<(), String> {
@@ -39,10 +44,23 @@ pub async fn run<H: Handler + 'static>(
         client_id: format!("tributary-{stage}"),
         lanes: cfg.workers.lanes,
         max_in_flight: cfg.workers.max_in_flight,
+        delivery,
     };
     let r = readiness.clone();
     let name = stage.to_string();
     run_stage(opts, handler, producer, shutdown.receiver(), move |ok| r.set(&name, ok)).await?;
-    producer.flush(std::time::Duration::from_secs(10));
+    producer.flush(Duration::from_secs(10));
     Ok(())
+}
+
+/// The delivery mode configured for the stages that produce (translator, mapper, executor).
+pub fn producing_delivery(cfg: &Config) -> Delivery {
+    if cfg.workers.exactly_once {
+        Delivery::ExactlyOnce {
+            max_wait: Duration::from_millis(cfg.workers.batch_max_wait_ms),
+            linger: Duration::from_millis(cfg.workers.batch_linger_ms),
+        }
+    } else {
+        Delivery::AtLeastOnce
+    }
 }

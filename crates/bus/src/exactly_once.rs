@@ -1,0 +1,246 @@
+//! Exactly-once delivery: a stage's outputs and its consumed offsets commit in one Kafka
+//! transaction (consume → process → produce, KIP-447 style).
+//!
+//! The loop works in batches:
+//! 1. Collect: take records until the batch is full (`max_in_flight`), has waited `max_wait`
+//!    since its first record, or no record came for `linger`. No transaction is open while
+//!    collecting, so this is where rebalances happen: if a partition is revoked, the records
+//!    taken from it before the revocation leave the batch (its next owner reads them from the
+//!    committed offset).
+//! 2. Process: begin a transaction, hand the batch to the lanes, wait for every record. The
+//!    handlers' produced records belong to the transaction. The consumer is not polled
+//!    meanwhile, so no rebalance can take a partition from under an open transaction.
+//! 3. Commit: send the offsets after the batch (with the consumer group's metadata, which lets
+//!    the coordinator fence a zombie from an older generation) and commit. If the commit must be
+//!    aborted, abort, seek every partition back to the batch's first offset and go on: the
+//!    aborted outputs are invisible to `read_committed` readers and the batch is done again.
+//!
+//! A process killed mid-batch leaves an open transaction; the next process with the same
+//! transactional id aborts it in `init_transactions`, and readers never see its outputs. Effects
+//! outside Kafka (store writes, HTTP calls) are not in the transaction: handlers keep those
+//! idempotent (upserts, a `success` check, idempotency keys), as in at-least-once mode.
+
+use crate::lanes::{stopped, Lanes, ReadyFn};
+use crate::metrics::{BATCH_RECORDS, COMMIT_SECONDS, TRANSACTIONS};
+use crate::producer::{Producer, TxnError};
+use crate::stage::{consumer_config, subscribe, Handler, StageOptions};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Remembers revoked partitions until the loop has looked at them.
+#[derive(Default)]
+pub(crate) struct RevocationLog {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl RevocationLog {
+    fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub(crate) struct StageContext {
+    log: Arc<RevocationLog>,
+}
+
+impl ClientContext for StageContext {}
+
+impl ConsumerContext for StageContext {
+    // Runs inside `recv()`, on the stage's task, before librdkafka drops the partitions.
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?parts, "partitions revoked");
+            self.log.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend(parts);
+        }
+    }
+}
+
+/// First and next offset of a batch, per partition.
+#[derive(Clone, Copy)]
+struct Span {
+    first: i64,
+    next: i64,
+}
+
+pub(crate) async fn run<H: Handler + 'static>(
+    opts: StageOptions,
+    handler: Arc<H>,
+    producer: &Producer,
+    mut shutdown: watch::Receiver<bool>,
+    on_ready: ReadyFn,
+    max_wait: Duration,
+    linger: Duration,
+) -> Result<(), String> {
+    let log = Arc::new(RevocationLog::default());
+    let consumer: StreamConsumer<StageContext> = consumer_config(&opts)
+        // Offsets are committed by the transaction, never by the consumer.
+        .set("enable.auto.commit", "false")
+        .create_with_context(StageContext { log: log.clone() })
+        .map_err(|e| format!("kafka consumer: {e}"))?;
+    subscribe(&consumer, &opts.topic)?;
+    retry_txn("init transactions", &mut shutdown, || producer.init_transactions()).await?;
+    let opts = Arc::new(opts);
+    on_ready(true);
+    let mut lanes = Lanes::spawn(&opts, &handler, producer, &shutdown, &on_ready);
+    let max_batch = opts.max_in_flight.max(1);
+
+    'batches: loop {
+        // 1. Collect.
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut closes_at: Option<Instant> = None;
+        while batch.len() < max_batch {
+            let wait = match closes_at {
+                None => Duration::from_secs(3600),
+                Some(at) => linger.min(at.saturating_duration_since(Instant::now())),
+            };
+            let m = tokio::select! {
+                biased;
+                _ = stopped(&mut shutdown) => break 'batches,
+                m = tokio::time::timeout(wait, consumer.recv()) => m,
+            };
+            // A revocation is delivered inside `recv()`: drop what we took from those partitions.
+            let revoked = log.take();
+            if !revoked.is_empty() {
+                batch.retain(|b| !revoked.contains(&b.partition()));
+            }
+            match m {
+                Err(_) => break, // linger or max_wait elapsed
+                Ok(Err(e)) => {
+                    tracing::warn!(stage = %opts.group, error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Ok(m)) => {
+                    batch.push(m.detach());
+                    closes_at.get_or_insert_with(|| Instant::now() + max_wait);
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut spans: HashMap<i32, Span> = HashMap::new();
+        for m in &batch {
+            spans
+                .entry(m.partition())
+                .and_modify(|s| s.next = s.next.max(m.offset() + 1))
+                .or_insert(Span { first: m.offset(), next: m.offset() + 1 });
+        }
+
+        // 2. Process.
+        BATCH_RECORDS.with_label_values(&[&opts.group]).observe(batch.len() as f64);
+        retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await?;
+        let n = batch.len();
+        for m in batch {
+            lanes.dispatch(m);
+        }
+        let mut unfinished = 0usize;
+        for _ in 0..n {
+            match lanes.done.recv().await {
+                Some(d) if d.finished => {}
+                Some(_) => unfinished += 1,
+                None => {
+                    unfinished += 1;
+                    break;
+                }
+            }
+        }
+        if unfinished > 0 {
+            // Only shutdown interrupts a record: leave the whole batch to the next owner.
+            tracing::info!(stage = %opts.group, unfinished, "shutdown mid-batch; aborting its transaction");
+            let _ = producer.abort_transaction().await;
+            TRANSACTIONS.with_label_values(&[&opts.group, "abandoned"]).inc();
+            break 'batches;
+        }
+
+        // 3. Commit.
+        let started = std::time::Instant::now();
+        let committed = commit(&consumer, &opts.topic, producer, &spans).await;
+        COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
+        match committed {
+            Ok(()) => TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc(),
+            Err(TxnError::Fatal(e)) => {
+                return Err(format!(
+                    "{e} (another process may be using this stage's transactional id: give each process its own workers.instance_id)"
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(stage = %opts.group, error = %e, records = n, "transaction aborted; the batch will be redone");
+                TRANSACTIONS.with_label_values(&[&opts.group, "aborted"]).inc();
+                if let Err(e) = producer.abort_transaction().await {
+                    return Err(format!("abort transaction: {e}"));
+                }
+                for (partition, span) in &spans {
+                    if let Err(e) = consumer.seek(&opts.topic, *partition, Offset::Offset(span.first), Duration::from_secs(10)) {
+                        // Not ours any more: its next owner starts at the committed offset anyway.
+                        tracing::info!(partition, error = %e, "rewind after abort");
+                    }
+                }
+            }
+        }
+    }
+    let _ = lanes.close().await;
+    tracing::info!(stage = %opts.group, "stage stopped; last transaction committed");
+    Ok(())
+}
+
+async fn commit(
+    consumer: &StreamConsumer<StageContext>,
+    topic: &str,
+    producer: &Producer,
+    spans: &HashMap<i32, Span>,
+) -> Result<(), TxnError> {
+    let mut offsets = TopicPartitionList::new();
+    for (partition, span) in spans {
+        offsets
+            .add_partition_offset(topic, *partition, Offset::Offset(span.next))
+            .map_err(|e| TxnError::Fatal(e.to_string()))?;
+    }
+    let mut attempts = 0;
+    loop {
+        let group = consumer.group_metadata().ok_or_else(|| TxnError::Fatal("consumer has no group metadata".into()))?;
+        match producer.send_offsets(offsets.clone(), group).await {
+            Err(TxnError::Retriable(e)) if attempts < 5 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "send offsets: retrying");
+            }
+            other => break other?,
+        }
+    }
+    let mut attempts = 0;
+    loop {
+        match producer.commit_transaction().await {
+            Err(TxnError::Retriable(e)) if attempts < 5 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "commit: retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Retry a transaction call while it fails retriably (broker restarting, coordinator moving).
+async fn retry_txn<F, Fut>(what: &str, shutdown: &mut watch::Receiver<bool>, mut f: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), TxnError>>,
+{
+    loop {
+        match f().await {
+            Ok(()) => return Ok(()),
+            Err(TxnError::Retriable(e)) => {
+                tracing::warn!(error = %e, "{what}: retrying");
+                if crate::lanes::sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
+                    return Err(format!("{what}: shut down while retrying"));
+                }
+            }
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
+}

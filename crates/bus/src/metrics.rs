@@ -1,0 +1,40 @@
+//! Stage-loop metrics (default Prometheus registry, served by each process's `/metrics`).
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use std::sync::LazyLock;
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
+    // A second registration (tests building several stages in one process) is harmless.
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+}
+
+/// Exactly-once batches by outcome: `committed`, `aborted` (redone), `abandoned` (shutdown).
+pub static TRANSACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(Opts::new("tributary_stage_transactions_total", "Stage transactions by outcome"), &["stage", "outcome"])
+            .unwrap(),
+    )
+});
+
+pub static BATCH_RECORDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new("tributary_stage_batch_records", "Records per exactly-once batch")
+                .buckets(vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0]),
+            &["stage"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Time to send the offsets and commit one transaction.
+pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new("tributary_stage_commit_seconds", "Time to commit one stage transaction")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        )
+        .unwrap(),
+    )
+});
