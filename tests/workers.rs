@@ -288,6 +288,14 @@ async fn workers_killed_mid_stream_lose_nothing_and_fire_nothing_twice() {
     c.start("executor");
     all_succeeded(&store, &graceful, "after SIGTERM").await;
     exactly_one_trigger_each(&c, &graceful, 3 * N, "after SIGTERM");
+
+    // Rebalance: a second executor joins mid-stream and takes partitions from the busy first.
+    let scaled = send_stream(&mut c, &store, &token, "s", N, |c| {
+        c.start_with("executor", &[("TRIBUTARY_WORKERS_INSTANCE_ID", "second".into())]);
+    })
+    .await;
+    all_succeeded(&store, &scaled, "after a second executor joined").await;
+    exactly_one_trigger_each(&c, &scaled, 4 * N, "after a second executor joined");
 }
 
 #[tokio::test(flavor = "multi_thread")]
