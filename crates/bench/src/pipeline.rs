@@ -60,9 +60,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let log_dir = env.bin_dir.join("bench-logs");
     std::fs::create_dir_all(&log_dir)?;
     let mut procs = Vec::new();
+    let mut health_ports = Vec::new();
     let gw_port = free_port();
     for role in ["translator", "mapper", "executor", "gateway"] {
         let health = free_port();
+        if role != "gateway" {
+            health_ports.push((role, health));
+        }
         let mut cfg = env.config();
         cfg.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN".into(), format!("127.0.0.1:{health}")));
         cfg.push(("TRIBUTARY_GATEWAY_LISTEN".into(), format!("127.0.0.1:{gw_port}")));
@@ -138,6 +142,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let singles: Vec<Body> = (0..(rate * a.latency_secs as f64) as usize + 16)
         .map(|i| Body { bytes: Arc::new(segment_track(1_000_000 + i as u64).to_string().into_bytes()), events: 1 })
         .collect();
+    let before = scrape_all(&health_ports).await;
     let phase_start = chrono::Utc::now().timestamp_millis();
     let r = crate::load::open_loop(&url, &singles, rate, Duration::from_secs(a.latency_secs)).await;
     let want = r.events as usize;
@@ -153,11 +158,28 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let after = scrape_all(&health_ports).await;
     delays.sort_unstable();
     let n = delays.len();
     let q = |p: f64| delays.get(((n.max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
     println!("| latency phase: {rate:.0} events/s for {}s (30% of throughput), gateway p99 | {:.1} ms |", a.latency_secs, r.pct(0.99));
     println!("| latency phase: delay receipt → action log p50 / p99 / max ({n} events) | {} / {} / {} ms |", q(0.5), q(0.99), q(1.0));
+    // Where the time goes, per stage, over the latency phase (means from the workers' histograms).
+    for (role, _) in &health_ports {
+        let mean = |name: &str| {
+            let d = |m: &HashMap<String, f64>, suffix: &str| {
+                after[*role].get(&format!("{name}{suffix}")).copied().unwrap_or(0.0) - m.get(&format!("{name}{suffix}")).copied().unwrap_or(0.0)
+            };
+            let (sum, count) = (d(&before[*role], "_sum"), d(&before[*role], "_count"));
+            if count > 0.0 { format!("{:.1}", sum / count * if name.contains("seconds") { 1000.0 } else { 1.0 }) } else { "-".into() }
+        };
+        println!(
+            "| latency phase, {role}: mean delay at end of stage / commit time / records per transaction | {} ms / {} ms / {} |",
+            mean(&format!("tributary_pipeline_delay_seconds{{stage=\"{role}\"}}")),
+            mean("tributary_stage_commit_seconds"),
+            mean("tributary_stage_batch_records"),
+        );
+    }
     let _ = store.drop_keyspace().await;
     Ok(())
 }
@@ -205,4 +227,35 @@ fn rows(i: usize) -> (EventLog, ActionLog) {
             ttl: None,
         },
     )
+}
+
+/// Every role's metrics, as `name{labels}` → value, with the histograms' `_sum`/`_count`
+/// folded into the name (`..._seconds{stage="x"}_sum`), bucket lines left out.
+async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, HashMap<String, f64>> {
+    let client = crate::load::client();
+    let mut out = HashMap::new();
+    for (role, port) in ports {
+        let text = match client.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let mut m = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(v) = value.parse::<f64>() else { continue };
+            for suffix in ["_sum", "_count"] {
+                // `metric_sum{labels}` → `metric{labels}_sum`; the batch histogram's label is the group
+                if let Some((base, labels)) = name.split_once('{') {
+                    if let Some(base) = base.strip_suffix(suffix) {
+                        let labels = if base.starts_with("tributary_stage_") { String::new() } else { format!("{{{labels}") };
+                        *m.entry(format!("{base}{labels}{suffix}")).or_insert(0.0) += v;
+                    }
+                } else if let Some(base) = name.strip_suffix(suffix) {
+                    m.insert(format!("{base}{suffix}"), v);
+                }
+            }
+        }
+        out.insert(*role, m);
+    }
+    out
 }

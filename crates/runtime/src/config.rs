@@ -104,7 +104,8 @@ pub struct WorkersConfig {
     pub instance_id: String,
     /// Exactly-once: longest a batch collects records once it has one.
     pub batch_max_wait_ms: u64,
-    /// Exactly-once: a batch closes when no record came for this long.
+    /// Exactly-once: a batch closes when no record came for this long (0: it takes what has
+    /// arrived and goes; under load, records queue while a batch runs, so batches grow).
     pub batch_linger_ms: u64,
 }
 
@@ -199,7 +200,7 @@ impl Default for WorkersConfig {
             exactly_once: true,
             instance_id: host_name(),
             batch_max_wait_ms: 100,
-            batch_linger_ms: 5,
+            batch_linger_ms: 0,
         }
     }
 }
@@ -282,8 +283,8 @@ impl Config {
         {
             return bad("workers.instance_id", "must be letters, digits, `.`, `_` or `-`");
         }
-        if self.workers.batch_linger_ms == 0 || self.workers.batch_linger_ms > self.workers.batch_max_wait_ms {
-            return bad("workers.batch_linger_ms", "must be from 1 to workers.batch_max_wait_ms");
+        if self.workers.batch_linger_ms > self.workers.batch_max_wait_ms {
+            return bad("workers.batch_linger_ms", "must be at most workers.batch_max_wait_ms");
         }
         if self.workers.max_in_flight < self.workers.lanes {
             return bad("workers.max_in_flight", "must be at least workers.lanes");
