@@ -20,7 +20,7 @@ use tributary_model::{EnvironmentSettings, Template};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
 use tributary_sources::request::decode_body;
-use tributary_sources::{process_with, Incoming};
+use tributary_sources::{screen_with, Incoming};
 use tributary_store::ConfigCache;
 
 pub struct GatewayState {
@@ -149,7 +149,7 @@ async fn accept(
         implied_type: implied,
     };
     // A single tracking-API call may carry the write key (a secret) in the item itself.
-    let processed = process_with(&incoming, |item| if implied.is_some() { strip_write_key(item) } else { item })
+    let processed = screen_with(&incoming, |item| if implied.is_some() { strip_write_key(item) } else { item })
         .map_err(|e| labels(e.into()))?;
     let request_id = tributary_model::ids::random_id();
 

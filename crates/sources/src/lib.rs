@@ -23,6 +23,6 @@ pub mod timestamp;
 pub mod verify;
 
 pub use error::{ItemErrorCode, RequestError};
-pub use normalize::{normalize_item, NormalizeInput};
-pub use pipeline::{process, process_with, Incoming, Processed, ProcessedItem};
+pub use normalize::{normalize_item, screen_item, NormalizeInput, Screened};
+pub use pipeline::{process, process_with, screen_with, Incoming, Processed, ProcessedItem};
 pub use request::{parse_request, Envelope, Item, Request, Shape};

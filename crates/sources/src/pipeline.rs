@@ -3,7 +3,7 @@
 //! all call this, so they cannot drift apart.
 
 use crate::error::RequestError;
-use crate::normalize::{normalize_item, NormalizeInput};
+use crate::normalize::{normalize_item, screen_item, NormalizeInput, Screened};
 use crate::request::{decode_body, keepable_headers, parse_request, status_for, Request, Shape};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -24,24 +24,24 @@ pub struct Incoming<'a> {
     pub implied_type: Option<&'a str>,
 }
 
-/// One item, as sent, and what normalization made of it.
-pub struct ProcessedItem {
+/// One item, as sent, and what normalization (or screening, `T = Screened`) made of it.
+pub struct ProcessedItem<T = NormalizedEvent> {
     pub index: u32,
     pub raw: Box<RawValue>,
-    pub outcome: Result<NormalizedEvent, ItemError>,
+    pub outcome: Result<T, ItemError>,
 }
 
-pub struct Processed {
+pub struct Processed<T = NormalizedEvent> {
     pub shape: Shape,
     pub verification: &'static str,
     pub batch_context: Option<Box<RawValue>>,
     pub batch_integrations: Option<Box<RawValue>>,
     /// Headers worth keeping with each item (credentials removed).
     pub headers: Map<String, Value>,
-    pub items: Vec<ProcessedItem>,
+    pub items: Vec<ProcessedItem<T>>,
 }
 
-impl Processed {
+impl<T> Processed<T> {
     pub fn rejected(&self) -> usize {
         self.items.iter().filter(|i| i.outcome.is_err()).count()
     }
@@ -56,9 +56,26 @@ pub fn process(inc: &Incoming<'_>) -> Result<Processed, RequestError> {
     process_with(inc, |raw| raw)
 }
 
-/// The same, with a chance to rewrite each item's bytes before it is normalized and kept
-/// (the gateway removes a write key from single tracking-API calls).
-pub fn process_with(inc: &Incoming<'_>, mut rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>) -> Result<Processed, RequestError> {
+/// The same, with a chance to rewrite each item's bytes before it is normalized and kept.
+pub fn process_with(inc: &Incoming<'_>, rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>) -> Result<Processed, RequestError> {
+    run(inc, rewrite, normalize_item)
+}
+
+/// What the gateway runs: the request checks, and each item screened ([`screen_item`]: the
+/// refusals of normalization, without building the normalized event, which the translator
+/// does). `rewrite` lets the gateway remove a write key from single tracking-API calls.
+pub fn screen_with(
+    inc: &Incoming<'_>,
+    rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>,
+) -> Result<Processed<Screened>, RequestError> {
+    run(inc, rewrite, screen_item)
+}
+
+fn run<T>(
+    inc: &Incoming<'_>,
+    mut rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>,
+    per_item: impl Fn(&NormalizeInput<'_>) -> Result<T, ItemError>,
+) -> Result<Processed<T>, RequestError> {
     let encoding = inc.headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
     let decoded = decode_body(encoding, inc.body, inc.max_body)?;
     let env = parse_request(inc.template, inc.settings, &Request { headers: inc.headers, body: &decoded }, inc.now_ms / 1000)?;
@@ -66,7 +83,7 @@ pub fn process_with(inc: &Incoming<'_>, mut rewrite: impl FnMut(Box<RawValue>) -
     let mut items = Vec::with_capacity(env.items.len());
     for item in env.items {
         let raw = rewrite(item.raw);
-        let outcome = normalize_item(&NormalizeInput {
+        let outcome = per_item(&NormalizeInput {
             template: inc.template,
             settings: inc.settings,
             item: &raw,

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use tributary_model::{Template, VerificationScheme};
 use tributary_sources::request::{decode_body, parse_request, Request};
-use tributary_sources::{process, Incoming};
+use tributary_sources::{process, screen_with, Incoming};
 use tributary_sources::templates::default_settings;
 
 const TEMPLATES: [Template; 5] = Template::ALL;
@@ -42,6 +42,11 @@ fn arb_json(depth: u32) -> BoxedStrategy<String> {
         Just("\"2024-07-01T09:30:00.123+02:00\"".to_string()),
         Just("\"track\"".to_string()),
         Just("\"identify\"".to_string()),
+        Just("\"page\"".to_string()),
+        Just("\"Screen\"".to_string()),
+        Just("\"group\"".to_string()),
+        Just("\"alias\"".to_string()),
+        Just("\"\"".to_string()),
     ];
     if depth == 0 {
         return leaf.boxed();
@@ -62,8 +67,68 @@ fn arb_json(depth: u32) -> BoxedStrategy<String> {
     .boxed()
 }
 
+/// CDP-shaped items (one, or a batch): the fields that decide a refusal, with values of every
+/// kind, valid and not, and now and then a duplicate key.
+fn arb_cdp_item() -> BoxedStrategy<String> {
+    const KEYS: [&str; 9] = ["type", "event", "userId", "anonymousId", "groupId", "previousId", "name", "properties", "context"];
+    let value = prop_oneof![
+        Just("\"track\""), Just("\"Track\""), Just("\"page\""), Just("\"group\""), Just("\"alias\""),
+        Just("\"identify\""), Just("\"screen\""), Just("\"Order Completed\""), Just("\"\""), Just("\"  \""),
+        Just("\"u-1\""), Just("\"\\u0075-2\""), Just("123"), Just("-4"), Just("1.5"), Just("1e3"), Just("true"),
+        Just("null"), Just("{}"), Just("[]"), Just("{\"name\":\"Home\"}"),
+        Just("12345678901234567890123456789"),
+    ];
+    let values = prop::collection::vec(value, KEYS.len());
+    // each key at most once (the fast path), and 1 time in 8 a repeated key (the fallback)
+    (prop::sample::subsequence(KEYS.to_vec(), 0..=KEYS.len()), values, 0usize..8, 0usize..KEYS.len())
+        .prop_map(|(keys, values, dup, d)| {
+            let mut parts: Vec<String> = keys.iter().zip(&values).map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            if dup == 0 {
+                parts.push(format!("\"{}\":{}", KEYS[d], values[(d + 1) % KEYS.len()]));
+            }
+            format!("{{{}}}", parts.join(","))
+        })
+        .boxed()
+}
+
+fn arb_cdp_body() -> BoxedStrategy<String> {
+    prop_oneof![
+        arb_cdp_item(),
+        prop::collection::vec(arb_cdp_item(), 0..5).prop_map(|v| format!("{{\"batch\":[{}]}}", v.join(","))),
+        prop::collection::vec(arb_cdp_item(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+    ]
+    .boxed()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The gateway's screening refuses exactly what normalization refuses (same code and
+    /// message) and keys accepted items by the same identity.
+    #[test]
+    fn screening_agrees_with_normalization(body in prop_oneof![arb_json(4), arb_cdp_body()], t in 0usize..5, implied in 0usize..8) {
+        let template = TEMPLATES[t];
+        let implied = [None, Some("track"), Some("page"), Some("screen"), Some("identify"), Some("group"), Some("alias"), Some("x")][implied];
+        let settings = default_settings(template, "s", "development", "t".into());
+        let inc = Incoming { template, settings: &settings, headers: &[], body: body.as_bytes(), max_body: 1 << 20, now_ms: 1_700_000_000_000, implied_type: implied };
+        match (process(&inc), screen_with(&inc, |r| r)) {
+            (Ok(full), Ok(screened)) => {
+                prop_assert_eq!(full.items.len(), screened.items.len());
+                for (f, s) in full.items.iter().zip(&screened.items) {
+                    match (&f.outcome, &s.outcome) {
+                        (Ok(n), Ok(id)) => {
+                            prop_assert_eq!(&n.user_id, &id.user_id);
+                            prop_assert_eq!(&n.anonymous_id, &id.anonymous_id);
+                        }
+                        (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                        (a, b) => prop_assert!(false, "item {}: normalize {:?} vs screen {:?}", f.index, a.as_ref().err(), b.as_ref().err()),
+                    }
+                }
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code()),
+            (a, b) => prop_assert!(false, "request: {:?} vs {:?}", a.err().map(|e| e.code()), b.err().map(|e| e.code())),
+        }
+    }
 
     /// Arbitrary bytes: a typed answer, never a panic.
     #[test]
@@ -163,3 +228,4 @@ fn duplicate_top_level_keys_last_one_wins() {
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains("\"user_id\":\"v\""), "{lines:?}");
 }
+
