@@ -23,6 +23,8 @@ pub(crate) struct Done {
 
 pub(crate) struct Lanes {
     senders: Vec<mpsc::UnboundedSender<OwnedMessage>>,
+    /// For reporting a record a stopped lane could not take.
+    report: mpsc::UnboundedSender<Done>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     pub done: mpsc::UnboundedReceiver<Done>,
 }
@@ -52,12 +54,17 @@ impl Lanes {
                     let _ = done.send(Done { partition: msg.partition(), offset: msg.offset(), finished });
                     if !finished {
                         // Shutting down mid-record: leave it, and what follows, to the next owner.
+                        // Every record is reported, so a loop waiting for its batch never hangs.
+                        rx.close();
+                        while let Some(m) = rx.recv().await {
+                            let _ = done.send(Done { partition: m.partition(), offset: m.offset(), finished: false });
+                        }
                         return;
                     }
                 }
             }));
         }
-        Lanes { senders, workers, done }
+        Lanes { senders, report: done_tx, workers, done }
     }
 
     /// Hand a record to its key's lane.
@@ -67,14 +74,16 @@ impl Lanes {
             // The lane stopped (shutdown interrupted it): report the record unfinished.
             let m = e.0;
             tracing::debug!(partition = m.partition(), offset = m.offset(), "lane stopped; record left for the next owner");
+            let _ = self.report.send(Done { partition: m.partition(), offset: m.offset(), finished: false });
         }
     }
 
     /// Stop taking records and wait for the lanes to finish what they hold; returns the
     /// reports still queued.
     pub async fn close(self) -> Vec<Done> {
-        let Lanes { senders, workers, mut done } = self;
+        let Lanes { senders, report, workers, mut done } = self;
         drop(senders);
+        drop(report);
         for w in workers {
             let _ = w.await;
         }
