@@ -17,7 +17,7 @@ use tributary_runtime::{Readiness, Shutdown};
 use tributary_store::Store;
 
 pub async fn run(cfg: &Config, store: Store, readiness: Readiness, shutdown: Shutdown) -> Result<(), String> {
-    let producer = tributary_bus::worker_producer(&cfg.kafka.brokers, "tributary-admin").map_err(|e| e.to_string())?;
+    let producer = tributary_bus::worker_producer(&cfg.kafka.brokers, "tributary-admin", None).map_err(|e| e.to_string())?;
     let state = Arc::new(AdminState {
         store,
         token: cfg.admin.token.clone(),

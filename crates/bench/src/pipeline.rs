@@ -166,18 +166,19 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("| latency phase: delay receipt → action log p50 / p99 / max ({n} events) | {} / {} / {} ms |", q(0.5), q(0.99), q(1.0));
     // Where the time goes, per stage, over the latency phase (means from the workers' histograms).
     for (role, _) in &health_ports {
-        let mean = |name: &str| {
-            let d = |m: &HashMap<String, f64>, suffix: &str| {
-                after[*role].get(&format!("{name}{suffix}")).copied().unwrap_or(0.0) - m.get(&format!("{name}{suffix}")).copied().unwrap_or(0.0)
+        let mean = |name: &str, labels: &str, scale: f64| {
+            let delta = |suffix: &str| {
+                let series = format!("{name}{suffix}");
+                sample_sum(&after[*role], &series, labels) - sample_sum(&before[*role], &series, labels)
             };
-            let (sum, count) = (d(&before[*role], "_sum"), d(&before[*role], "_count"));
-            if count > 0.0 { format!("{:.1}", sum / count * if name.contains("seconds") { 1000.0 } else { 1.0 }) } else { "-".into() }
+            let (sum, count) = (delta("_sum"), delta("_count"));
+            if count > 0.0 { format!("{:.1}", sum / count * scale) } else { "-".into() }
         };
         println!(
             "| latency phase, {role}: mean delay at end of stage / commit time / records per transaction | {} ms / {} ms / {} |",
-            mean(&format!("tributary_pipeline_delay_seconds{{stage=\"{role}\"}}")),
-            mean("tributary_stage_commit_seconds"),
-            mean("tributary_stage_batch_records"),
+            mean("tributary_pipeline_delay_seconds", &format!("stage=\"{role}\""), 1000.0),
+            mean("tributary_stage_commit_seconds", "", 1000.0),
+            mean("tributary_stage_batch_records", "", 1.0),
         );
     }
     let _ = store.drop_keyspace().await;
@@ -229,9 +230,8 @@ fn rows(i: usize) -> (EventLog, ActionLog) {
     )
 }
 
-/// Every role's metrics, as `name{labels}` → value, with the histograms' `_sum`/`_count`
-/// folded into the name (`..._seconds{stage="x"}_sum`), bucket lines left out.
-async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, HashMap<String, f64>> {
+/// Every role's `/metrics` text.
+async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, String> {
     let client = crate::load::client();
     let mut out = HashMap::new();
     for (role, port) in ports {
@@ -239,23 +239,18 @@ async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, Hash
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        let mut m = HashMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((name, value)) = line.rsplit_once(' ') else { continue };
-            let Ok(v) = value.parse::<f64>() else { continue };
-            for suffix in ["_sum", "_count"] {
-                // `metric_sum{labels}` → `metric{labels}_sum`; the batch histogram's label is the group
-                if let Some((base, labels)) = name.split_once('{') {
-                    if let Some(base) = base.strip_suffix(suffix) {
-                        let labels = if base.starts_with("tributary_stage_") { String::new() } else { format!("{{{labels}") };
-                        *m.entry(format!("{base}{labels}{suffix}")).or_insert(0.0) += v;
-                    }
-                } else if let Some(base) = name.strip_suffix(suffix) {
-                    m.insert(format!("{base}{suffix}"), v);
-                }
-            }
-        }
-        out.insert(*role, m);
+        out.insert(*role, text);
     }
     out
+}
+
+/// The sum of the samples of series `name` whose labels contain `labels` (Prometheus text).
+fn sample_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, l) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && l.contains(labels)).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }

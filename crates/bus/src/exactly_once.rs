@@ -28,19 +28,30 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Remembers revoked partitions until the loop has looked at them.
+/// Remembers revoked partitions until the loop has looked at them. The loop asks after every
+/// record; the flag keeps that to one atomic load while nothing was revoked.
 #[derive(Default)]
 pub(crate) struct RevocationLog {
+    any: AtomicBool,
     revoked: Mutex<Vec<i32>>,
 }
 
 impl RevocationLog {
+    fn push(&self, partitions: impl IntoIterator<Item = i32>) {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions);
+        self.any.store(true, Ordering::Release);
+    }
+
     fn take(&self) -> Vec<i32> {
+        if !self.any.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -57,7 +68,7 @@ impl ConsumerContext for StageContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(partitions = ?parts, "partitions revoked");
-            self.log.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend(parts);
+            self.log.push(parts);
         }
     }
 }
@@ -140,15 +151,11 @@ pub(crate) async fn run<H: Handler + 'static>(
         for m in batch {
             lanes.dispatch(m);
         }
+        // Every dispatched record is reported, finished or not (see `Lanes`).
         let mut unfinished = 0usize;
         for _ in 0..n {
-            match lanes.done.recv().await {
-                Some(d) if d.finished => {}
-                Some(_) => unfinished += 1,
-                None => {
-                    unfinished += 1;
-                    break;
-                }
+            if !lanes.done.recv().await.is_some_and(|d| d.finished) {
+                unfinished += 1;
             }
         }
         if unfinished > 0 {
@@ -202,23 +209,26 @@ async fn commit(
             .add_partition_offset(topic, *partition, Offset::Offset(span.next))
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
     }
-    let mut attempts = 0;
-    loop {
+    retry_briefly("send offsets", || async {
         let group = consumer.group_metadata().ok_or_else(|| TxnError::Fatal("consumer has no group metadata".into()))?;
-        match producer.send_offsets(offsets.clone(), group).await {
-            Err(TxnError::Retriable(e)) if attempts < 5 => {
-                attempts += 1;
-                tracing::debug!(error = %e, "send offsets: retrying");
-            }
-            other => break other?,
-        }
-    }
+        producer.send_offsets(offsets.clone(), group).await
+    })
+    .await?;
+    retry_briefly("commit", || producer.commit_transaction()).await
+}
+
+/// Within a commit: retry a retriable failure a few times, then report it.
+async fn retry_briefly<F, Fut>(what: &str, mut f: F) -> Result<(), TxnError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), TxnError>>,
+{
     let mut attempts = 0;
     loop {
-        match producer.commit_transaction().await {
+        match f().await {
             Err(TxnError::Retriable(e)) if attempts < 5 => {
                 attempts += 1;
-                tracing::debug!(error = %e, "commit: retrying");
+                tracing::debug!(error = %e, "{what}: retrying");
             }
             other => return other,
         }

@@ -1,7 +1,7 @@
 //! Kafka at the edges: topic names, the producer (settings chosen on purpose, see
 //! [`producer`]), topic creation, and the consumer loop every stage runs ([`stage`]).
 
-pub mod exactly_once;
+mod exactly_once;
 mod lanes;
 mod metrics;
 pub mod producer;
@@ -10,5 +10,5 @@ pub mod topics;
 
 pub use producer::{Producer, ProduceError};
 pub use stage::{run_stage, Delivery, Handler, Record, StageError, StageOptions};
-pub use producer::{transactional_producer, worker_producer, ProducerSettings, TxnError};
+pub use producer::{worker_producer, ProducerSettings, TxnError};
 pub use topics::{ensure_topics, Topics};

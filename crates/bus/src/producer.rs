@@ -60,7 +60,7 @@ pub enum TxnError {
 fn txn_error(e: KafkaError) -> TxnError {
     match &e {
         KafkaError::Transaction(r) if r.is_retriable() => TxnError::Retriable(e.to_string()),
-        KafkaError::Transaction(r) if r.txn_requires_abort() => TxnError::Abortable(e.to_string()),
+        // `txn_requires_abort`, and any other error that leaves the producer usable
         KafkaError::Transaction(r) if !r.is_fatal() => TxnError::Abortable(e.to_string()),
         _ => TxnError::Fatal(e.to_string()),
     }
@@ -172,24 +172,14 @@ impl Producer {
     }
 }
 
-/// Convenience constructor with the defaults the workers use.
-pub fn worker_producer(brokers: &str, client_id: &str) -> Result<Producer, ProduceError> {
+/// The producer of a worker stage (and the admin API): the defaults above, and a
+/// `transactional_id` for a stage in exactly-once mode (stable per process).
+pub fn worker_producer(brokers: &str, client_id: &str, transactional_id: Option<&str>) -> Result<Producer, ProduceError> {
     Producer::new(&ProducerSettings {
         brokers: brokers.to_string(),
         max_queue_messages: 100_000,
         message_timeout_ms: 30_000,
         client_id: client_id.to_string(),
-        transactional_id: None,
-    })
-}
-
-/// A worker stage's producer in exactly-once mode: transactional, id stable per process.
-pub fn transactional_producer(brokers: &str, client_id: &str, transactional_id: &str) -> Result<Producer, ProduceError> {
-    Producer::new(&ProducerSettings {
-        brokers: brokers.to_string(),
-        max_queue_messages: 100_000,
-        message_timeout_ms: 30_000,
-        client_id: client_id.to_string(),
-        transactional_id: Some(transactional_id.to_string()),
+        transactional_id: transactional_id.map(str::to_string),
     })
 }

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
 use std::time::Duration;
-use tributary_bus::{ensure_topics, transactional_producer, worker_producer, Delivery, Topics};
+use tributary_bus::{ensure_topics, worker_producer, Delivery, Topics};
 use tributary_runtime::config::Config;
 use tributary_runtime::{serve_health, Readiness, Shutdown};
 use tributary_store::{ConfigCache, Store, StoreSettings};
@@ -79,14 +79,8 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
             // Stages that produce get a transactional producer in exactly-once mode; its id
             // is stable per process (see workers.instance_id).
             let producer = || {
-                let client_id = format!("tributary-{stage}");
-                if cfg.workers.exactly_once {
-                    let id = format!("{}.{}", cfg.group(&stage), cfg.workers.instance_id);
-                    transactional_producer(&cfg.kafka.brokers, &client_id, &id)
-                } else {
-                    worker_producer(&cfg.kafka.brokers, &client_id)
-                }
-                .map_err(|e| e.to_string())
+                let txn_id = cfg.workers.exactly_once.then(|| format!("{}.{}", cfg.group(&stage), cfg.workers.instance_id));
+                worker_producer(&cfg.kafka.brokers, &format!("tributary-{stage}"), txn_id.as_deref()).map_err(|e| e.to_string())
             };
             let delivery = producing_delivery(&cfg);
             match role {
@@ -113,7 +107,7 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                     let h = Arc::new(Executor { cache, store: store.clone(), producer: p.clone(), triggers_topic: topics.triggers.clone(), http, logs });
                     let executor = tributary_workers::run(&cfg, "executor", topics.actions.clone(), h, &p, delivery, &readiness, &shutdown);
                     // The reports' writer: upserts only, so at-least-once is enough.
-                    let wp = worker_producer(&cfg.kafka.brokers, "tributary-action-log-writer").map_err(|e| e.to_string())?;
+                    let wp = worker_producer(&cfg.kafka.brokers, "tributary-action-log-writer", None).map_err(|e| e.to_string())?;
                     let writer = Arc::new(LogWriter { store });
                     let writer = tributary_workers::run(&cfg, "action-log-writer", topics.action_logs.clone(), writer, &wp, Delivery::AtLeastOnce, &readiness, &shutdown);
                     // A failure of either ends the role (and the process, which shuts down).

@@ -89,7 +89,7 @@ pub fn event_log_of(e: &EventRecord) -> EventLog {
 }
 
 impl Executor {
-    pub async fn execute(&self, plan: &ActionPlan, replay_of: Option<&str>) -> Result<Vec<ActionLog>, StageError> {
+    pub async fn execute(&self, plan: &ActionPlan, replay_of: Option<&str>) -> Result<(), StageError> {
         let snapshot = self.cache.get();
         let settings = snapshot.settings_for(&plan.event.source, &plan.event.environment);
         let ttl = settings.map(EnvironmentSettings::retention_secs).unwrap_or(DEFAULT_RETENTION_DAYS as i32 * 86_400);
@@ -99,7 +99,6 @@ impl Executor {
             write_event_log(&self.store, log, ttl).await?;
         }
         let mut reported = Vec::with_capacity(plan.actions.len());
-        let mut logs = Vec::with_capacity(plan.actions.len());
         for cmd in &plan.actions {
             let previous = self.store.action_status(&plan.event.event_id, &cmd.action_id).await.map_err(transient)?;
             if let Some((status, _, _)) = &previous {
@@ -138,9 +137,8 @@ impl Executor {
             if direct || outcome.external {
                 self.store.write_action_log(&log, workflow.as_deref(), ttl).await.map_err(transient)?;
             } else {
-                reported.push(ReportedAction { log: log.clone(), workflow });
+                reported.push(ReportedAction { log, workflow });
             }
-            logs.push(log);
         }
         if let LogPath::Report(topic) = &self.logs {
             let report = ExecutionReport { event_log, actions: reported, ttl_secs: ttl };
@@ -150,7 +148,7 @@ impl Executor {
                 .await
                 .map_err(|e| StageError::Transient(format!("action-log report: {e}")))?;
         }
-        Ok(logs)
+        Ok(())
     }
 
     async fn run_action(
