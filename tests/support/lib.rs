@@ -262,7 +262,8 @@ impl Drop for Cluster {
         for (_, child) in self.procs.iter_mut() {
             terminate(child);
         }
-        // Drop the test's keyspace: a node holding hundreds of tables runs out of heap.
+        // Drop the test's keyspace (a node holding hundreds of tables runs out of heap) and
+        // its topics (a broker holding thousands of partitions slows down).
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -277,6 +278,7 @@ impl Drop for Cluster {
                 if let Ok(store) = Store::connect_existing(&settings).await {
                     let _ = store.drop_keyspace().await;
                 }
+                let _ = tributary_bus::delete_topics(&kafka(), &tributary_bus::Topics::new(&settings.keyspace)).await;
             })
         })
         .join();

@@ -15,12 +15,20 @@ pub struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value = "8")]
     secs: u64,
-    /// Connections of the closed loop.
-    #[arg(long, default_value = "64")]
+    /// Connections of the closed loop. A gateway request waits ~4 ms for Kafka's
+    /// acknowledgement, so 64 connections measure 64 / latency, not capacity (the CPU stays
+    /// partly idle); 256 saturate both servers. Batches of 1,000 use at most 8.
+    #[arg(long, default_value = "256")]
     concurrency: usize,
     /// Length of the memory soak at half load (0 = skip; the issue asks for 600).
     #[arg(long, default_value = "0")]
     soak_secs: u64,
+    /// Only the scenarios whose name contains this (e.g. `single`).
+    #[arg(long, default_value = "")]
+    only: String,
+    /// Seconds of unmeasured load first: the broker's JIT and every connection pool warm up.
+    #[arg(long, default_value = "10")]
+    warmup_secs: u64,
 }
 
 fn bodies(n: usize, per_request: usize, mix: &[(&str, Template)]) -> Vec<(usize, Body)> {
@@ -43,6 +51,14 @@ struct Row {
     bare: LoadResult,
     gw: LoadResult,
     half: LoadResult,
+    bare_half: LoadResult,
+    kafka_half: LoadResult,
+    /// p99 upper bounds (ms) of the gateway's own histograms over the half-load phase:
+    /// Kafka acknowledgement, whole request inside the gateway.
+    produce_p99: f64,
+    handler_p99: f64,
+    /// librdkafka's split of the acknowledgement wait at the end of the half-load phase.
+    kafka_split: String,
     cpu_per_m: f64,
     bytes_per_event: usize,
 }
@@ -77,6 +93,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     wait_http(gw_port, "/readyz", Duration::from_secs(60));
     tokio::time::sleep(Duration::from_secs(3)).await; // config snapshot holds the sources
 
+    {
+        let bs = bodies(256, 1, &mix[..]);
+        let gw_urls: Vec<String> = tokens.iter().map(|t| format!("http://127.0.0.1:{gw_port}/integrations/receive/{t}")).collect();
+        let bare_url = format!("http://127.0.0.1:{bare_port}/integrations/receive/x");
+        let warm = Duration::from_secs(a.warmup_secs);
+        closed_loop(&bare_url, &bs.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), a.concurrency, warm).await;
+        multi_closed(&gw_urls, &bs, a.concurrency, warm).await;
+    }
+    // Kafka ceiling: the producer alone, same settings, records the size of a raw event.
+    let record = {
+        let item = segment_track(1).to_string();
+        format!(r#"{{"request_id":"{}","index":0,"source":"segment","environment":"development","template":"segment","received_at":0,"verification":"unverified","headers":{{"content-type":"application/json","user-agent":"Segment (Actions)"}},"item":{item}}}"#, uuid::Uuid::new_v4())
+    };
+    let producer = gateway_like_producer(&env)?;
+    let raw_topic = format!("{}.raw", env.prefix);
     println!("# gateway benchmark ({}s per measurement, {} connections, Kafka and Cassandra on this machine)\n", a.secs, a.concurrency);
     let mut rows = Vec::new();
     for (name, per_req, m) in [
@@ -85,6 +116,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         ("100-event batch", 100, &mix[..1]),
         ("1000-event batch", 1000, &mix[..1]),
     ] {
+        if !name.contains(a.only.as_str()) {
+            continue;
+        }
         let n = if per_req >= 1000 { 16 } else { 256 };
         let bs = bodies(n, per_req, m);
         let bytes_per_event = bs.iter().map(|(_, b)| b.bytes.len()).sum::<usize>() / (n * per_req);
@@ -96,29 +130,35 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let cpu0 = gw.cpu_secs();
         let gwr = multi_closed(&gw_urls, &bs, conc, secs).await;
         let cpu = gw.cpu_secs() - cpu0;
+        let before = scrape(gw_port).await;
         let half = multi_open(&gw_urls, &bs, gwr.rps() * 0.5, secs).await;
+        let after = scrape(gw_port).await;
+        // the latency floor of this machine: the bare server at the same request rate
+        let bare_half = open_loop(&bare_url, &bs.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), gwr.rps() * 0.5, secs).await;
+        // ... and Kafka's: the producer alone, the same records per request at the same rate
+        let kafka_half = kafka_open_loop(&producer, &raw_topic, &record, per_req, gwr.rps() * 0.5, secs).await;
         rows.push(Row {
             name: name.into(),
             cpu_per_m: cpu / (gwr.events.max(1) as f64) * 1e6,
             bare,
             gw: gwr,
             half,
+            bare_half,
+            kafka_half,
+            produce_p99: bucket_quantile(&before, &after, "tributary_gateway_produce_seconds_bucket", 0.99),
+            handler_p99: bucket_quantile(&before, &after, "tributary_gateway_request_seconds_bucket", 0.99),
+            kafka_split: kafka_split(&after),
             bytes_per_event,
         });
     }
 
-    // Kafka ceiling: the producer alone, same settings, records the size of a raw event.
-    let record = {
-        let item = segment_track(1).to_string();
-        format!(r#"{{"request_id":"{}","index":0,"source":"segment","environment":"development","template":"segment","received_at":0,"verification":"unverified","headers":{{"content-type":"application/json","user-agent":"Segment (Actions)"}},"item":{item}}}"#, uuid::Uuid::new_v4())
-    };
-    let kafka = kafka_ceiling(&env, &record, secs).await?;
+    let kafka = kafka_ceiling(&producer, &raw_topic, &record, secs).await?;
 
-    println!("| scenario | bytes/event | HTTP ceiling req/s | gateway req/s | gateway / HTTP ceiling | gateway events/s | gateway / Kafka ceiling | errors | p50 ms | p99 ms | p99.9 ms (at 50% load) | CPU s per 1M events |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | bytes/event | HTTP ceiling req/s | gateway req/s | gateway / HTTP ceiling | gateway events/s | gateway / Kafka ceiling | errors | p50 ms | p99 ms | p99.9 ms (at 50% load) | bare server p50 / p99 ms (same rate) | producer alone p50 / p99 ms (same rate) | in gateway p99 ≤ ms: Kafka ack / request | CPU s per 1M events |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {} / {} | {:.1} |",
             r.name,
             r.bytes_per_event,
             r.bare.rps(),
@@ -130,15 +170,25 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             r.half.pct(0.5),
             r.half.pct(0.99),
             r.half.pct(0.999),
+            r.bare_half.pct(0.5),
+            r.bare_half.pct(0.99),
+            r.kafka_half.pct(0.5),
+            r.kafka_half.pct(0.99),
+            r.produce_p99,
+            r.handler_p99,
             r.cpu_per_m,
         );
+    }
+    println!("\nWhere the gateway's Kafka acknowledgement time went at 50% load (librdkafka statistics, last 5 s; p50 / p99 / max ms):");
+    for r in &rows {
+        println!("- {}: {}", r.name, r.kafka_split);
     }
     println!("\nKafka ceiling (rdkafka producer alone, gateway settings, {} B records): {:.0} records/s", record.len(), kafka);
 
     if a.soak_secs > 0 {
         let bs = bodies(256, 1, &mix[..1]);
         let urls: Vec<String> = tokens[..1].iter().map(|t| format!("http://127.0.0.1:{gw_port}/integrations/receive/{t}")).collect();
-        let rate = rows[0].gw.rps() * 0.5;
+        let rate = rows.first().map(|r| r.gw.rps() * 0.5).unwrap_or(1000.0);
         let start_rss = gw.rss_mib();
         let t0 = Instant::now();
         let mut samples = vec![(0u64, start_rss)];
@@ -155,6 +205,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         println!("gateway RSS MiB over time: {}", samples.iter().map(|(t, m)| format!("{t}s={m:.0}")).collect::<Vec<_>>().join(" "));
     }
     let _ = store.drop_keyspace().await;
+    let _ = tributary_bus::delete_topics(&env.kafka, &tributary_bus::Topics::new(&env.prefix)).await;
     Ok(())
 }
 
@@ -197,24 +248,27 @@ fn merge(rs: Vec<LoadResult>) -> LoadResult {
     out
 }
 
-async fn kafka_ceiling(env: &Env, record: &str, d: Duration) -> anyhow::Result<f64> {
-    let p = Producer::new(&ProducerSettings {
+/// A producer with the gateway's settings (the Kafka ceiling and the latency floor use it).
+fn gateway_like_producer(env: &Env) -> anyhow::Result<Producer> {
+    Producer::new(&ProducerSettings {
         brokers: env.kafka.clone(),
         max_queue_messages: 100_000,
         message_timeout_ms: 5000,
         client_id: "bench-ceiling".into(),
         transactional_id: None,
+        linger_ms: gateway_linger_ms(),
     })
-    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-    let topic = format!("{}.raw", env.prefix);
+    .map_err(|e| anyhow::anyhow!(e.to_string()))
+}
+
+async fn kafka_ceiling(p: &Producer, topic: &str, record: &str, d: Duration) -> anyhow::Result<f64> {
     let start = Instant::now();
     let mut inflight = FuturesUnordered::new();
     let (mut sent, mut ok) = (0u64, 0u64);
     while start.elapsed() < d {
         while inflight.len() < 20_000 {
             let key = format!("development/user-{}", sent % 5000);
-            let p = p.clone();
-            let (topic, rec) = (topic.clone(), record.to_string());
+            let (p, topic, rec) = (p.clone(), topic.to_string(), record.to_string());
             inflight.push(async move { p.send(&topic, &key, rec.as_bytes(), &[("source", "segment")]).await.is_ok() });
             sent += 1;
         }
@@ -226,4 +280,80 @@ async fn kafka_ceiling(env: &Env, record: &str, d: Duration) -> anyhow::Result<f
         ok += r as u64;
     }
     Ok(ok as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The producer alone, open loop: `rate` groups of `per_group` records per second, each
+/// group's latency from its scheduled time to its last acknowledgement (what one gateway
+/// request waits for, without HTTP).
+async fn kafka_open_loop(p: &Producer, topic: &str, record: &str, per_group: usize, rate: f64, d: Duration) -> LoadResult {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let start = Instant::now();
+    let n = (d.as_secs_f64() * rate) as usize;
+    let record: Arc<[u8]> = record.as_bytes().into();
+    let mut tasks = Vec::with_capacity(n);
+    for k in 0..n {
+        let scheduled = start + interval * k as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (p, topic, record) = (p.clone(), topic.to_string(), record.clone());
+        tasks.push(tokio::spawn(async move {
+            let sends = (0..per_group).map(|i| {
+                let key = format!("development/user-{}", (k * per_group + i) % 5000);
+                let (p, topic, record) = (&p, &topic, &record);
+                async move { p.send(topic, &key, record, &[("source", "segment")]).await.is_ok() }
+            });
+            let ok = futures::future::join_all(sends).await.into_iter().all(|r| r);
+            (vec![scheduled.elapsed().as_micros() as u64], ok as u64, if ok { per_group as u64 } else { 0 }, (!ok) as u64)
+        }));
+    }
+    crate::load::collect(tasks, start).await
+}
+
+/// The gateway's `linger.ms` (its default, or `TRIBUTARY_GATEWAY_LINGER_MS`, which the gateway
+/// process inherits too): the Kafka ceiling uses the same.
+fn gateway_linger_ms() -> f64 {
+    std::env::var("TRIBUTARY_GATEWAY_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| tributary_runtime::config::Config::default().gateway.linger_ms)
+}
+
+async fn scrape(port: u16) -> String {
+    match crate::load::client().get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The upper bound (ms) of the histogram bucket holding quantile `q` of the observations
+/// made between two scrapes (all label sets summed).
+fn bucket_quantile(before: &str, after: &str, bucket_series: &str, q: f64) -> f64 {
+    let mut bounds: Vec<(f64, String)> = after
+        .lines()
+        .filter(|l| l.starts_with(bucket_series))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            Some((le.parse().ok()?, format!("le=\"{le}\"")))
+        })
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    bounds.dedup();
+    let count = |label: &str| {
+        crate::pipeline::sample_sum(after, bucket_series, label) - crate::pipeline::sample_sum(before, bucket_series, label)
+    };
+    let Some((_, inf)) = bounds.last() else { return f64::NAN };
+    let total = count(inf);
+    bounds.iter().find(|(_, label)| count(label) >= q * total).map(|(le, _)| le * 1000.0).unwrap_or(f64::NAN)
+}
+
+fn kafka_split(metrics: &str) -> String {
+    let g = |part: &str, q: &str| {
+        let labels = format!("client_id=\"tributary-gateway\",part=\"{part}\",quantile=\"{q}\"");
+        crate::pipeline::sample_sum(metrics, "tributary_kafka_producer_latency_seconds", &labels) * 1000.0
+    };
+    let b = |q: &str| {
+        let labels = format!("client_id=\"tributary-gateway\",quantile=\"{q}\"");
+        crate::pipeline::sample_sum(metrics, "tributary_kafka_producer_batch_records", &labels)
+    };
+    let parts = ["queue", "outbuf", "rtt"].map(|p| format!("{p} {:.1} / {:.1} / {:.1}", g(p, "0.5"), g(p, "0.99"), g(p, "max")));
+    format!("{}; records per batch p50 {:.0}, p99 {:.0}", parts.join(", "), b("0.5"), b("0.99"))
 }

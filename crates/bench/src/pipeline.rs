@@ -182,6 +182,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let _ = store.drop_keyspace().await;
+    let _ = tributary_bus::delete_topics(&env.kafka, &tributary_bus::Topics::new(&env.prefix)).await;
     Ok(())
 }
 
@@ -245,7 +246,7 @@ async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, Stri
 }
 
 /// The sum of the samples of series `name` whose labels contain `labels` (Prometheus text).
-fn sample_sum(text: &str, name: &str, labels: &str) -> f64 {
+pub(crate) fn sample_sum(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
         .filter_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;

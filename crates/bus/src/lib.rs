@@ -11,4 +11,4 @@ pub mod topics;
 pub use producer::{Producer, ProduceError};
 pub use stage::{run_stage, Delivery, Handler, Record, StageError, StageOptions};
 pub use producer::{worker_producer, ProducerSettings, TxnError};
-pub use topics::{ensure_topics, Topics};
+pub use topics::{delete_topics, ensure_topics, Topics};

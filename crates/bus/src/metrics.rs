@@ -38,3 +38,27 @@ pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         .unwrap(),
     )
 });
+
+/// librdkafka's own view of a producer, from its statistics callback: where a record's wait
+/// for an acknowledgement goes. `queue` = waiting in the partition queue (linger, batching),
+/// `outbuf` = request built and waiting to be written, `rtt` = broker round trip.
+pub static PRODUCER_LATENCY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new("tributary_kafka_producer_latency_seconds", "Producer latency windows reported by librdkafka (last statistics interval)"),
+            &["client_id", "part", "quantile"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Records per produce batch (per partition), from the same statistics.
+pub static PRODUCER_BATCH_RECORDS: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new("tributary_kafka_producer_batch_records", "Records per produce batch reported by librdkafka (last statistics interval)"),
+            &["client_id", "quantile"],
+        )
+        .unwrap(),
+    )
+});

@@ -4,10 +4,13 @@
 //! - `acks=all` + `enable.idempotence=true`: a record counts as written only once every
 //!   in-sync replica has it, and a retried send never duplicates or reorders within a
 //!   partition. The gateway answers 2xx only after this acknowledgement.
-//! - `linger.ms=2`: wait up to 2 ms to fill a batch. Under load this multiplies throughput
-//!   (fewer, larger produce requests, less broker CPU); idle, it adds at most 2 ms to a
-//!   request that waits for its acknowledgement. 5 ms measured no better throughput in
-//!   `make bench-gateway` and a p50 above 6 ms.
+//! - `linger.ms` (2 for worker stages, `gateway.linger_ms` = 1 for the gateway): wait that
+//!   long to fill a batch. Under load this multiplies throughput (fewer, larger produce
+//!   requests, less broker CPU); idle, it adds at most that much to a request that waits for
+//!   its acknowledgement. 5 ms measured no better throughput in `make bench-gateway` and a p50
+//!   above 6 ms; 0 ms gave smaller batches and more broker CPU for ~1 ms of p50.
+//! - `statistics.interval.ms`: librdkafka's latency windows become Prometheus gauges
+//!   ([`StatsContext`]).
 //! - `compression.type=lz4`: the cheapest codec in CPU per byte saved; JSON events compress
 //!   several-fold, which is what lets batching pay off on the network and on disk.
 //! - `queue.buffering.max.messages` / `max.kbytes`: a bounded queue. When it is full, `send`
@@ -21,11 +24,14 @@
 //!   fences its previous incarnation and aborts the transaction that incarnation left open at
 //!   once, instead of readers waiting for `transaction.timeout.ms`.
 
+use crate::metrics::{PRODUCER_BATCH_RECORDS, PRODUCER_LATENCY};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::statistics::{Statistics, Window};
 use rdkafka::TopicPartitionList;
 use rdkafka::util::Timeout;
 use std::time::Duration;
@@ -68,7 +74,40 @@ fn txn_error(e: KafkaError) -> TxnError {
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<StatsContext>,
+}
+
+/// Publishes librdkafka's statistics (every [`STATS_INTERVAL_MS`]) as Prometheus gauges: the
+/// split of acknowledgement latency into queueing, output buffer and broker round trip is
+/// what tells a slow broker from a producer waiting to fill batches.
+pub struct StatsContext {
+    client_id: String,
+}
+
+const STATS_INTERVAL_MS: u32 = 5_000;
+
+impl ClientContext for StatsContext {
+    fn stats(&self, s: Statistics) {
+        let windows = s.brokers.values().filter(|b| b.nodeid >= 0);
+        let mut parts: [(&str, Vec<&Window>); 3] = [("queue", vec![]), ("outbuf", vec![]), ("rtt", vec![])];
+        for b in windows {
+            for (w, slot) in [&b.int_latency, &b.outbuf_latency, &b.rtt].into_iter().zip(parts.iter_mut()) {
+                slot.1.extend(w.iter().filter(|w| w.cnt > 0));
+            }
+        }
+        for (part, ws) in parts {
+            // several brokers: the worst of each quantile (what the slowest records see)
+            for (q, f) in [("0.5", (|w: &Window| w.p50) as fn(&Window) -> i64), ("0.99", |w: &Window| w.p99), ("max", |w: &Window| w.max)] {
+                let us = ws.iter().map(|w| f(w)).max().unwrap_or(0);
+                PRODUCER_LATENCY.with_label_values(&[&self.client_id, part, q]).set(us as f64 / 1e6);
+            }
+        }
+        let batches: Vec<&Window> = s.topics.values().map(|t| &t.batchcnt).filter(|w| w.cnt > 0).collect();
+        for (q, f) in [("0.5", (|w: &Window| w.p50) as fn(&Window) -> i64), ("0.99", |w: &Window| w.p99)] {
+            let n = batches.iter().map(|w| f(w)).max().unwrap_or(0);
+            PRODUCER_BATCH_RECORDS.with_label_values(&[&self.client_id, q]).set(n as f64);
+        }
+    }
 }
 
 pub struct ProducerSettings {
@@ -78,6 +117,8 @@ pub struct ProducerSettings {
     pub client_id: String,
     /// Set for a transactional producer (worker stages in exactly-once mode).
     pub transactional_id: Option<String>,
+    /// `linger.ms` (see the module comment).
+    pub linger_ms: f64,
 }
 
 /// Transaction timeout: the broker aborts a transaction left open longer than this. A batch
@@ -90,18 +131,19 @@ impl Producer {
         if let Some(id) = &s.transactional_id {
             cfg.set("transactional.id", id).set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
         }
-        let inner: FutureProducer = cfg
+        let inner: FutureProducer<StatsContext> = cfg
             .set("bootstrap.servers", &s.brokers)
             .set("client.id", &s.client_id)
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
+            .set("linger.ms", s.linger_ms.to_string())
             .set("compression.type", "lz4")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", s.max_queue_messages.to_string())
             .set("queue.buffering.max.kbytes", "262144")
             .set("message.timeout.ms", s.message_timeout_ms.to_string())
-            .create()
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
+            .create_with_context(StatsContext { client_id: s.client_id.clone() })
             .map_err(|e| ProduceError::Client(e.to_string()))?;
         Ok(Producer { inner })
     }
@@ -134,7 +176,7 @@ impl Producer {
     /// Transactions: each call blocks on the broker, so it runs off the async threads.
     async fn txn<F>(&self, f: F) -> Result<(), TxnError>
     where
-        F: FnOnce(&FutureProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
+        F: FnOnce(&FutureProducer<StatsContext>) -> rdkafka::error::KafkaResult<()> + Send + 'static,
     {
         let p = self.inner.clone();
         match tokio::task::spawn_blocking(move || f(&p)).await {
@@ -181,5 +223,6 @@ pub fn worker_producer(brokers: &str, client_id: &str, transactional_id: Option<
         message_timeout_ms: 30_000,
         client_id: client_id.to_string(),
         transactional_id: transactional_id.map(str::to_string),
+        linger_ms: 2.0,
     })
 }

@@ -66,3 +66,21 @@ pub async fn ensure_topics(brokers: &str, topics: &Topics, partitions: i32, repl
     }
     Ok(())
 }
+
+/// Delete these topics (benchmarks and tests clean up after themselves: a broker holding
+/// thousands of leftover partitions slows down). Missing topics are not an error.
+pub async fn delete_topics(brokers: &str, topics: &Topics) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("kafka admin client: {e}"))?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.delete_topics(&topics.all(), &opts).await.map_err(|e| format!("delete topics: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => return Err(format!("delete topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}

@@ -30,6 +30,7 @@ pub async fn run(cfg: &Config, cache: ConfigCache, readiness: Readiness, shutdow
         message_timeout_ms: cfg.gateway.produce_timeout_ms.max(100),
         client_id: "tributary-gateway".into(),
         transactional_id: None,
+        linger_ms: cfg.gateway.linger_ms,
     })
     .map_err(|e| e.to_string())?;
     let state = Arc::new(GatewayState::new(

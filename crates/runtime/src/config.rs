@@ -62,6 +62,11 @@ pub struct GatewayConfig {
     pub max_queue_messages: usize,
     /// How long a request waits for Kafka before it answers 503.
     pub produce_timeout_ms: u64,
+    /// How long the producer waits to fill a batch (librdkafka `linger.ms`; fractions allowed).
+    /// Every single-event request waits this long for its acknowledgement; under load the
+    /// batches fill anyway while requests are in flight. 1 ms: `make bench-gateway` measured the
+    /// p50 at half load ~0.8 ms lower than with 2 ms and no throughput difference beyond noise.
+    pub linger_ms: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +177,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_queue_messages: 100_000,
             produce_timeout_ms: 5_000,
+            linger_ms: 1.0,
         }
     }
 }
@@ -265,6 +271,9 @@ impl Config {
         }
         if self.cassandra.keyspace.is_empty() || !self.cassandra.keyspace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return bad("cassandra.keyspace", "must be non-empty and use only letters, digits and `_`");
+        }
+        if !(0.0..=1000.0).contains(&self.gateway.linger_ms) {
+            return bad("gateway.linger_ms", "must be from 0 to 1000");
         }
         if self.gateway.max_body_bytes < 1024 {
             return bad("gateway.max_body_bytes", "must be at least 1024");
