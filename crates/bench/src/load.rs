@@ -101,7 +101,10 @@ pub async fn open_loop(url: &str, bodies: &[Body], rate: f64, duration: Duration
     collect(tasks, start).await
 }
 
-pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, u64, u64, u64)>>, start: Instant) -> LoadResult {
+/// What one task of a load loop reports: latencies (µs), requests, events, errors.
+pub(crate) type Outcome = (Vec<u64>, u64, u64, u64);
+
+pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, start: Instant) -> LoadResult {
     let mut r = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
     for t in tasks {
         let (lat, req, ev, err) = t.await.unwrap();

@@ -31,7 +31,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::statistics::{Statistics, Window};
+use rdkafka::statistics::{Broker, Statistics, Window};
 use rdkafka::TopicPartitionList;
 use rdkafka::util::Timeout;
 use std::time::Duration;
@@ -88,26 +88,30 @@ const STATS_INTERVAL_MS: u32 = 5_000;
 
 impl ClientContext for StatsContext {
     fn stats(&self, s: Statistics) {
-        let windows = s.brokers.values().filter(|b| b.nodeid >= 0);
-        let mut parts: [(&str, Vec<&Window>); 3] = [("queue", vec![]), ("outbuf", vec![]), ("rtt", vec![])];
-        for b in windows {
-            for (w, slot) in [&b.int_latency, &b.outbuf_latency, &b.rtt].into_iter().zip(parts.iter_mut()) {
-                slot.1.extend(w.iter().filter(|w| w.cnt > 0));
-            }
-        }
-        for (part, ws) in parts {
-            // several brokers: the worst of each quantile (what the slowest records see)
-            for (q, f) in [("0.5", (|w: &Window| w.p50) as fn(&Window) -> i64), ("0.99", |w: &Window| w.p99), ("max", |w: &Window| w.max)] {
-                let us = ws.iter().map(|w| f(w)).max().unwrap_or(0);
+        let brokers: Vec<&Broker> = s.brokers.values().filter(|b| b.nodeid >= 0).collect();
+        let parts: [(&str, BrokerWindow); 3] =
+            [("queue", |b| &b.int_latency), ("outbuf", |b| &b.outbuf_latency), ("rtt", |b| &b.rtt)];
+        for (part, window) in parts {
+            let ws: Vec<&Window> = brokers.iter().filter_map(|b| window(b).as_ref()).filter(|w| w.cnt > 0).collect();
+            for (q, us) in worst(&ws) {
                 PRODUCER_LATENCY.with_label_values(&[&self.client_id, part, q]).set(us as f64 / 1e6);
             }
         }
         let batches: Vec<&Window> = s.topics.values().map(|t| &t.batchcnt).filter(|w| w.cnt > 0).collect();
-        for (q, f) in [("0.5", (|w: &Window| w.p50) as fn(&Window) -> i64), ("0.99", |w: &Window| w.p99)] {
-            let n = batches.iter().map(|w| f(w)).max().unwrap_or(0);
+        for (q, n) in worst(&batches) {
             PRODUCER_BATCH_RECORDS.with_label_values(&[&self.client_id, q]).set(n as f64);
         }
     }
+}
+
+/// One of a broker's latency windows.
+type BrokerWindow = fn(&Broker) -> &Option<Window>;
+
+/// p50, p99 and max over several windows (brokers, topics), each the worst of them: what the
+/// slowest records see.
+fn worst(ws: &[&Window]) -> [(&'static str, i64); 3] {
+    let m = |f: fn(&Window) -> i64| ws.iter().map(|w| f(w)).max().unwrap_or(0);
+    [("0.5", m(|w| w.p50)), ("0.99", m(|w| w.p99)), ("max", m(|w| w.max))]
 }
 
 pub struct ProducerSettings {

@@ -43,10 +43,7 @@ impl Topics {
 
 /// Create the topics that do not exist yet (idempotent).
 pub async fn ensure_topics(brokers: &str, topics: &Topics, partitions: i32, replication: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| format!("kafka admin client: {e}"))?;
+    let admin = admin_client(brokers)?;
     let new: Vec<NewTopic> = topics
         .all()
         .iter()
@@ -70,10 +67,7 @@ pub async fn ensure_topics(brokers: &str, topics: &Topics, partitions: i32, repl
 /// Delete these topics (benchmarks and tests clean up after themselves: a broker holding
 /// thousands of leftover partitions slows down). Missing topics are not an error.
 pub async fn delete_topics(brokers: &str, topics: &Topics) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| format!("kafka admin client: {e}"))?;
+    let admin = admin_client(brokers)?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.delete_topics(&topics.all(), &opts).await.map_err(|e| format!("delete topics: {e}"))?;
     for r in results {
@@ -83,4 +77,8 @@ pub async fn delete_topics(brokers: &str, topics: &Topics) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, String> {
+    ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("kafka admin client: {e}"))
 }
