@@ -1,7 +1,7 @@
 //! `make bench-gateway`: the gateway against its two ceilings.
 
 use crate::load::{closed_loop, open_loop, Body, LoadResult};
-use crate::procs::{free_port, wait_http, Proc};
+use crate::procs::{free_port, scrape, wait_http, Proc};
 use crate::{segment_track, Env};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
@@ -96,12 +96,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     wait_http(gw_port, "/readyz", Duration::from_secs(60));
     tokio::time::sleep(Duration::from_secs(3)).await; // config snapshot holds the sources
 
+    // one URL per template: bodies go to the token of theirs
+    let gw_urls: Vec<String> = tokens.iter().map(|t| format!("http://127.0.0.1:{gw_port}/integrations/receive/{t}")).collect();
+    let bare_url = format!("http://127.0.0.1:{bare_port}/integrations/receive/x");
     {
         let bs = bodies(256, 1, &mix[..]);
-        let gw_urls: Vec<String> = tokens.iter().map(|t| format!("http://127.0.0.1:{gw_port}/integrations/receive/{t}")).collect();
-        let bare_url = format!("http://127.0.0.1:{bare_port}/integrations/receive/x");
         let warm = Duration::from_secs(a.warmup_secs);
-        closed_loop(&bare_url, &bs.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), a.concurrency, warm).await;
+        closed_loop(&bare_url, &without_template(&bs), a.concurrency, warm).await;
         multi_closed(&gw_urls, &bs, a.concurrency, warm).await;
     }
     // Kafka ceiling: the producer alone, same settings, records the size of a raw event.
@@ -130,11 +131,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let n = if per_req >= 1000 { 16 } else { 256 };
         let bs = bodies(n, per_req, m);
         let bytes_per_event = bs.iter().map(|(_, b)| b.bytes.len()).sum::<usize>() / (n * per_req);
-        // one URL per template: split the bodies by the token they go to
-        let gw_urls: Vec<String> = tokens.iter().map(|t| format!("http://127.0.0.1:{gw_port}/integrations/receive/{t}")).collect();
-        let bare_url = format!("http://127.0.0.1:{bare_port}/integrations/receive/x");
+        let bare_bodies = without_template(&bs);
         let conc = if per_req >= 1000 { a.concurrency.min(8) } else { a.concurrency };
-        let bare = closed_loop(&bare_url, &bs.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), conc, secs).await;
+        let bare = closed_loop(&bare_url, &bare_bodies, conc, secs).await;
         let cpu0 = gw.cpu_secs();
         let gwr = multi_closed(&gw_urls, &bs, conc, secs).await;
         let cpu = gw.cpu_secs() - cpu0;
@@ -142,7 +141,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let half = multi_open(&gw_urls, &bs, gwr.rps() * a.load_fraction, secs).await;
         let after = scrape(gw_port).await;
         // the latency floor of this machine: the bare server at the same request rate
-        let bare_half = open_loop(&bare_url, &bs.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), gwr.rps() * a.load_fraction, secs).await;
+        let bare_half = open_loop(&bare_url, &bare_bodies, gwr.rps() * a.load_fraction, secs).await;
         // ... and Kafka's: the producer alone, the same records per request at the same rate
         let kafka_half = kafka_open_loop(&producer, &raw_topic, &record, per_req, gwr.rps() * a.load_fraction, secs).await;
         rows.push(Row {
@@ -215,6 +214,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let _ = store.drop_keyspace().await;
     let _ = tributary_bus::delete_topics(&env.kafka, &tributary_bus::Topics::new(&env.prefix)).await;
     Ok(())
+}
+
+/// The bodies alone (the bare server has one URL for every template).
+fn without_template(bodies: &[(usize, Body)]) -> Vec<Body> {
+    bodies.iter().map(|(_, b)| b.clone()).collect()
 }
 
 /// Closed loop over several URLs (body i goes to the URL of its template).
@@ -323,13 +327,6 @@ fn gateway_linger_ms() -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| tributary_runtime::config::Config::default().gateway.linger_ms)
-}
-
-async fn scrape(port: u16) -> String {
-    match crate::load::client().get(format!("http://127.0.0.1:{port}/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
 }
 
 /// The upper bound (ms) of the histogram bucket holding quantile `q` of the observations

@@ -233,14 +233,9 @@ fn rows(i: usize) -> (EventLog, ActionLog) {
 
 /// Every role's `/metrics` text.
 async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, String> {
-    let client = crate::load::client();
     let mut out = HashMap::new();
     for (role, port) in ports {
-        let text = match client.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        out.insert(*role, text);
+        out.insert(*role, crate::procs::scrape(*port).await);
     }
     out
 }

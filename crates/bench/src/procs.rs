@@ -89,3 +89,11 @@ pub fn wait_http(port: u16, path: &str, timeout: Duration) {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// A process's `/metrics` text (empty if it does not answer).
+pub async fn scrape(port: u16) -> String {
+    match crate::load::client().get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}

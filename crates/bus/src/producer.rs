@@ -80,7 +80,7 @@ pub struct Producer {
 /// Publishes librdkafka's statistics (every [`STATS_INTERVAL_MS`]) as Prometheus gauges: the
 /// split of acknowledgement latency into queueing, output buffer and broker round trip is
 /// what tells a slow broker from a producer waiting to fill batches.
-pub struct StatsContext {
+struct StatsContext {
     client_id: String,
 }
 

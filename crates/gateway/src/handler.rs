@@ -170,7 +170,7 @@ async fn accept(
     let mut first_error: Option<(String, String)> = None;
     for item in processed.items.iter() {
         let who = match &item.outcome {
-            Ok(n) => n.user_id.as_deref().or(n.anonymous_id.as_deref()).map(str::to_string),
+            Ok(n) => n.user_id.as_deref().or(n.anonymous_id.as_deref()),
             Err(e) => {
                 metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
                 rejected.push(json!({"index": item.index, "code": e.code, "message": e.message}));
@@ -178,7 +178,11 @@ async fn accept(
                 None
             }
         };
-        let key = partition_key(&settings.environment, &who.unwrap_or_else(|| format!("{request_id}:{}", item.index)));
+        let key = match who {
+            Some(who) => partition_key(&settings.environment, who),
+            // nobody to keep in order with: spread by the item's own id
+            None => partition_key(&settings.environment, &format!("{request_id}:{}", item.index)),
+        };
         records.push((key, encoder.encode(item.index, &item.raw)));
     }
     metrics::ACCEPTED.inc_by((records.len() - rejected.len()) as u64);
