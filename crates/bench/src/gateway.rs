@@ -1,7 +1,7 @@
 //! `make bench-gateway`: the gateway against its two ceilings.
 
 use crate::load::{closed_loop, open_loop, Body, LoadResult};
-use crate::procs::{free_port, scrape, wait_http, Proc};
+use crate::procs::{free_port, scrape, wait_http, CpuShares, Proc};
 use crate::{segment_track, Env};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
@@ -62,6 +62,8 @@ struct Row {
     handler_p99: f64,
     /// librdkafka's split of the acknowledgement wait at the end of the half-load phase.
     kafka_split: String,
+    /// CPU of the gateway, the load generator, Kafka and the machine in the half-load phase.
+    half_cpu: String,
     cpu_per_m: f64,
     bytes_per_event: usize,
 }
@@ -138,7 +140,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let gwr = multi_closed(&gw_urls, &bs, conc, secs).await;
         let cpu = gw.cpu_secs() - cpu0;
         let before = scrape(gw_port).await;
+        let shares = CpuShares::start(gw.child.id());
         let half = multi_open(&gw_urls, &bs, gwr.rps() * a.load_fraction, secs).await;
+        let half_cpu = shares.report();
         let after = scrape(gw_port).await;
         // the latency floor of this machine: the bare server at the same request rate
         let bare_half = open_loop(&bare_url, &bare_bodies, gwr.rps() * a.load_fraction, secs).await;
@@ -155,6 +159,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             produce_p99: bucket_quantile(&before, &after, "tributary_gateway_produce_seconds_bucket", 0.99),
             handler_p99: bucket_quantile(&before, &after, "tributary_gateway_request_seconds_bucket", 0.99),
             kafka_split: kafka_split(&after),
+            half_cpu,
             bytes_per_event,
         });
     }
@@ -189,6 +194,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("\nWhere the gateway's Kafka acknowledgement time went in the latency phase (librdkafka statistics, last 5 s; p50 / p99 / max ms):");
     for r in &rows {
         println!("- {}: {}", r.name, r.kafka_split);
+    }
+    println!("\nThe latency phase in detail: CPU (% of one core) and the p99 (ms) of each second's requests:");
+    for r in &rows {
+        let by_second: Vec<String> = r.half.p99_by_second.iter().map(|p| format!("{p:.0}")).collect();
+        println!("- {}: {}; p99 by second {}", r.name, r.half_cpu, by_second.join(" "));
     }
     println!("\nKafka ceiling (rdkafka producer alone, gateway settings, {} B records): {:.0} records/s", record.len(), kafka);
 
@@ -248,8 +258,13 @@ fn split(urls: &[String], bodies: &[(usize, Body)]) -> Vec<(String, Vec<Body>)> 
 }
 
 fn merge(rs: Vec<LoadResult>) -> LoadResult {
-    let mut out = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    let mut out = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new(), p99_by_second: Vec::new() };
     for r in rs {
+        // several URLs at once: the worst of them in each second
+        out.p99_by_second.resize(out.p99_by_second.len().max(r.p99_by_second.len()), 0.0);
+        for (o, p) in out.p99_by_second.iter_mut().zip(&r.p99_by_second) {
+            *o = o.max(*p);
+        }
         out.requests += r.requests;
         out.events += r.events;
         out.errors += r.errors;

@@ -19,6 +19,9 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// microseconds, sorted
     pub latencies: Vec<u64>,
+    /// Open loop: the p99 (ms) of the requests scheduled in each second, in order. It tells a
+    /// tail spread over the run from one made by a few stalls.
+    pub p99_by_second: Vec<f64>,
 }
 
 impl LoadResult {
@@ -29,16 +32,27 @@ impl LoadResult {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
     pub fn pct(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[i] as f64 / 1000.0
+        pct_of(&self.latencies, p)
     }
 }
 
+/// Quantile `p` (ms) of sorted latencies in µs.
+fn pct_of(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// One HTTP client for every load loop: its connections stay open from one loop to the next
+/// against the same server, as a sender's pool would. (A fresh pool made the first second of
+/// every open loop a burst of connection set-ups, with a p99 of 70–300 ms in that second.)
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap()
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap()
+    });
+    CLIENT.clone()
 }
 
 async fn one(client: &reqwest::Client, url: &str, body: &Body) -> bool {
@@ -98,16 +112,40 @@ pub async fn open_loop(url: &str, bodies: &[Body], rate: f64, duration: Duration
             (vec![lat], ok as u64, if ok { b.events } else { 0 }, (!ok) as u64)
         }));
     }
-    collect(tasks, start).await
+    // the p99 of each second's requests, by the second they were scheduled in
+    let mut seconds: Vec<Vec<u64>> = vec![Vec::new(); duration.as_secs().max(1) as usize];
+    let mut outcomes = Vec::with_capacity(n);
+    for (k, t) in tasks.into_iter().enumerate() {
+        let o = t.await.unwrap();
+        let s = ((interval * k as u32).as_secs() as usize).min(seconds.len() - 1);
+        seconds[s].extend(&o.0);
+        outcomes.push(o);
+    }
+    let mut r = sum(outcomes, start);
+    r.p99_by_second = seconds
+        .iter_mut()
+        .map(|v| {
+            v.sort_unstable();
+            pct_of(v, 0.99)
+        })
+        .collect();
+    r
 }
 
 /// What one task of a load loop reports: latencies (µs), requests, events, errors.
 pub(crate) type Outcome = (Vec<u64>, u64, u64, u64);
 
 pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, start: Instant) -> LoadResult {
-    let mut r = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    let mut outcomes = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let (lat, req, ev, err) = t.await.unwrap();
+        outcomes.push(t.await.unwrap());
+    }
+    sum(outcomes, start)
+}
+
+fn sum(outcomes: Vec<Outcome>, start: Instant) -> LoadResult {
+    let mut r = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new(), p99_by_second: Vec::new() };
+    for (lat, req, ev, err) in outcomes {
         r.latencies.extend(lat);
         r.requests += req;
         r.events += ev;

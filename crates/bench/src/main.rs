@@ -87,7 +87,9 @@ impl Env {
             ("TRIBUTARY_KAFKA_BROKERS".into(), self.kafka.clone()),
             ("TRIBUTARY_KAFKA_TOPIC_PREFIX".into(), self.prefix.clone()),
             ("TRIBUTARY_KAFKA_GROUP_PREFIX".into(), self.prefix.clone()),
-            ("TRIBUTARY_KAFKA_PARTITIONS".into(), "8".into()),
+            // 8 unless set: librdkafka sends one produce request per partition, so the count
+            // changes what the broker sees (README, Benchmarks)
+            ("TRIBUTARY_KAFKA_PARTITIONS".into(), std::env::var("TRIBUTARY_KAFKA_PARTITIONS").unwrap_or_else(|_| "8".into())),
             ("TRIBUTARY_CASSANDRA_NODES".into(), format!("[\"{}\"]", self.cassandra)),
             ("TRIBUTARY_CASSANDRA_KEYSPACE".into(), self.prefix.clone()),
             ("TRIBUTARY_LOG_LEVEL".into(), "warn".into()),

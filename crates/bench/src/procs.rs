@@ -23,13 +23,7 @@ impl Proc {
 
     /// user + system CPU seconds so far.
     pub fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = clk_tck();
-        let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        (ut + st) / ticks
+        cpu_secs_of(self.child.id())
     }
 
     /// Resident memory in MiB.
@@ -59,14 +53,79 @@ impl Drop for Proc {
     }
 }
 
+/// user + system CPU seconds of process `pid` so far (0 if it is gone).
+pub fn cpu_secs_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (ut + st) / clk_tck()
+}
+
+/// The first process whose command line contains `needle` (the Kafka broker, ...).
+pub fn find_pid(needle: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (pid != std::process::id() && String::from_utf8_lossy(&cmd).contains(needle)).then_some(pid)
+    })
+}
+
+/// CPU seconds the whole machine has spent not idle (all cores), from /proc/stat.
+pub fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...: all but idle and iowait
+    let busy: f64 = f.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).take(8).map(|(_, v)| v).sum();
+    busy / clk_tck()
+}
+
+/// Where the CPU went over a stretch of time: the gateway, this process (the load
+/// generator), the Kafka broker, and the machine as a whole.
+pub struct CpuShares {
+    pids: Vec<(&'static str, u32)>,
+    start: Vec<f64>,
+    machine: f64,
+    at: Instant,
+}
+
+impl CpuShares {
+    pub fn start(gateway: u32) -> Self {
+        let mut pids = vec![("gateway", gateway), ("load generator", std::process::id())];
+        if let Some(k) = find_pid("kafka.Kafka") {
+            pids.push(("Kafka", k));
+        }
+        let start = pids.iter().map(|(_, p)| cpu_secs_of(*p)).collect();
+        CpuShares { pids, start, machine: machine_busy_secs(), at: Instant::now() }
+    }
+
+    /// "gateway 71%, load generator 64%, Kafka 33%, machine 172% of 200%" (% of one core).
+    pub fn report(&self) -> String {
+        let secs = self.at.elapsed().as_secs_f64().max(1e-3);
+        let mut parts: Vec<String> = self
+            .pids
+            .iter()
+            .zip(&self.start)
+            .map(|((name, pid), s0)| format!("{name} {:.0}%", (cpu_secs_of(*pid) - s0) / secs * 100.0))
+            .collect();
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        parts.push(format!("machine {:.0}% of {}%", (machine_busy_secs() - self.machine) / secs * 100.0, cores * 100));
+        parts.join(", ")
+    }
+}
+
 fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 pub fn wait_http(port: u16, path: &str, timeout: Duration) {
