@@ -76,8 +76,8 @@ pub fn find_pid(needle: &str) -> Option<u32> {
 pub fn machine_busy_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let f: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal ...: all but idle and iowait
-    let busy: f64 = f.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).take(8).map(|(_, v)| v).sum();
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user)
+    let busy: f64 = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     busy / clk_tck()
 }
 
