@@ -258,7 +258,7 @@ fn split(urls: &[String], bodies: &[(usize, Body)]) -> Vec<(String, Vec<Body>)> 
 }
 
 fn merge(rs: Vec<LoadResult>) -> LoadResult {
-    let mut out = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new(), p99_by_second: Vec::new() };
+    let mut out = LoadResult::default();
     for r in rs {
         // several URLs at once: the worst of them in each second
         out.p99_by_second.resize(out.p99_by_second.len().max(r.p99_by_second.len()), 0.0);

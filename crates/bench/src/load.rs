@@ -12,6 +12,7 @@ pub struct Body {
     pub events: u64,
 }
 
+#[derive(Default)]
 pub struct LoadResult {
     pub requests: u64,
     pub events: u64,
@@ -144,7 +145,7 @@ pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, start:
 }
 
 fn sum(outcomes: Vec<Outcome>, start: Instant) -> LoadResult {
-    let mut r = LoadResult { requests: 0, events: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new(), p99_by_second: Vec::new() };
+    let mut r = LoadResult::default();
     for (lat, req, ev, err) in outcomes {
         r.latencies.extend(lat);
         r.requests += req;

@@ -54,7 +54,7 @@ impl Drop for Proc {
 }
 
 /// user + system CPU seconds of process `pid` so far (0 if it is gone).
-pub fn cpu_secs_of(pid: u32) -> f64 {
+fn cpu_secs_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -64,7 +64,7 @@ pub fn cpu_secs_of(pid: u32) -> f64 {
 }
 
 /// The first process whose command line contains `needle` (the Kafka broker, ...).
-pub fn find_pid(needle: &str) -> Option<u32> {
+fn find_pid(needle: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -73,7 +73,7 @@ pub fn find_pid(needle: &str) -> Option<u32> {
 }
 
 /// CPU seconds the whole machine has spent not idle (all cores), from /proc/stat.
-pub fn machine_busy_secs() -> f64 {
+fn machine_busy_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let f: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal (guest time is already counted in user)
