@@ -141,11 +141,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let cpu = gw.cpu_secs() - cpu0;
         let before = scrape(gw_port).await;
         let shares = CpuShares::start(gw.child.id());
-        let half = multi_open(&gw_urls, &bs, gwr.rps() * a.load_fraction, secs).await;
+        let half = multi_open(&gw_urls, &bs, gwr.rps() * a.load_fraction, a.concurrency, secs).await;
         let half_cpu = shares.report();
         let after = scrape(gw_port).await;
         // the latency floor of this machine: the bare server at the same request rate
-        let bare_half = open_loop(&bare_url, &bare_bodies, gwr.rps() * a.load_fraction, secs).await;
+        let bare_half = open_loop(&bare_url, &bare_bodies, gwr.rps() * a.load_fraction, a.concurrency, secs).await;
         // ... and Kafka's: the producer alone, the same records per request at the same rate
         let kafka_half = kafka_open_loop(&producer, &raw_topic, &record, per_req, gwr.rps() * a.load_fraction, secs).await;
         rows.push(Row {
@@ -211,7 +211,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let mut samples = vec![(0u64, start_rss)];
         let soak = tokio::spawn({
             let (urls, bs) = (urls.clone(), bs.clone());
-            async move { multi_open(&urls, &bs, rate, Duration::from_secs(a.soak_secs)).await }
+            async move { multi_open(&urls, &bs, rate, a.concurrency, Duration::from_secs(a.soak_secs)).await }
         });
         while !soak.is_finished() {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -239,10 +239,12 @@ async fn multi_closed(urls: &[String], bodies: &[(usize, Body)], conc: usize, d:
     merge(futures::future::join_all(futs).await)
 }
 
-async fn multi_open(urls: &[String], bodies: &[(usize, Body)], rate: f64, d: Duration) -> LoadResult {
+/// Open loop over several URLs; the rate and the connections are shared among them.
+async fn multi_open(urls: &[String], bodies: &[(usize, Body)], rate: f64, conc: usize, d: Duration) -> LoadResult {
     let groups = split(urls, bodies);
     let per = rate / groups.len() as f64;
-    let futs = groups.iter().map(|(u, b)| open_loop(u, b, per, d));
+    let conns = (conc / groups.len()).max(1);
+    let futs = groups.iter().map(|(u, b)| open_loop(u, b, per, conns, d));
     merge(futures::future::join_all(futs).await)
 }
 

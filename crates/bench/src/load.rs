@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::http1::{Conn, Target};
+
 #[derive(Clone)]
 pub struct Body {
     pub bytes: Arc<Vec<u8>>,
@@ -46,9 +48,8 @@ fn pct_of(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-/// One HTTP client for every load loop: its connections stay open from one loop to the next
-/// against the same server, as a sender's pool would. (A fresh pool made the first second of
-/// every open loop a burst of connection set-ups, with a p99 of 70–300 ms in that second.)
+/// The HTTP client for everything that is not a load loop (metrics scrapes, the pipeline
+/// bench's sends): one pool, so connections stay open from one call to the next.
 pub fn client() -> reqwest::Client {
     static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
         reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap()
@@ -56,40 +57,47 @@ pub fn client() -> reqwest::Client {
     CLIENT.clone()
 }
 
-async fn one(client: &reqwest::Client, url: &str, body: &Body) -> bool {
-    match client.post(url).header("content-type", "application/json").body(body.bytes.as_ref().clone()).send().await {
-        Ok(r) => {
-            let ok = r.status().is_success();
-            let _ = r.bytes().await;
-            ok
+/// The serialized requests of a loop, built before its clock starts.
+fn requests(url: &str, bodies: &[Body]) -> (Target, Arc<Vec<(Vec<u8>, u64)>>) {
+    let t = Target::parse(url).expect("load loops target http:// URLs");
+    let reqs = bodies.iter().map(|b| (t.post(&b.bytes), b.events)).collect();
+    (t, Arc::new(reqs))
+}
+
+/// One request on `conn`: whether it was answered 2xx. A connection that fails waits a
+/// moment before the next attempt, so a dead server is not hammered in a tight loop.
+async fn one(conn: &mut Conn, request: &[u8]) -> bool {
+    match conn.send(request).await {
+        Ok(status) => (200..300).contains(&status),
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            false
         }
-        Err(_) => false,
     }
 }
 
+/// `concurrency` connections, each sending its next request as soon as the last is answered.
 pub async fn closed_loop(url: &str, bodies: &[Body], concurrency: usize, duration: Duration) -> LoadResult {
-    let client = client();
-    let deadline = Instant::now() + duration;
-    let counter = Arc::new(AtomicU64::new(0));
+    let (target, reqs) = requests(url, bodies);
     let start = Instant::now();
+    let deadline = start + duration;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let (client, url, bodies, counter) = (client.clone(), url.to_string(), bodies.to_vec(), counter.clone());
+        let (mut conn, reqs) = (Conn::new(&target), reqs.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut req, mut ev, mut err) = (Vec::new(), 0u64, 0u64, 0u64);
             let mut i = w;
             while Instant::now() < deadline {
-                let b = &bodies[i % bodies.len()];
+                let (r, events) = &reqs[i % reqs.len()];
                 i += concurrency;
                 let t = Instant::now();
-                if one(&client, &url, b).await {
+                if one(&mut conn, r).await {
                     req += 1;
-                    ev += b.events;
+                    ev += events;
                 } else {
                     err += 1;
                 }
                 lat.push(t.elapsed().as_micros() as u64);
-                counter.fetch_add(1, Ordering::Relaxed);
             }
             (lat, req, ev, err)
         }));
@@ -97,32 +105,52 @@ pub async fn closed_loop(url: &str, bodies: &[Body], concurrency: usize, duratio
     collect(tasks, start).await
 }
 
-pub async fn open_loop(url: &str, bodies: &[Body], rate: f64, duration: Duration) -> LoadResult {
-    let client = client();
+/// Requests at a fixed `rate` over at most `connections` connections. Each idle connection
+/// claims the next request number and sends it at its scheduled time, so requests go out on
+/// time whatever the answers take, as long as a connection is free: a pool, as a sender has.
+/// A request that finds every connection busy waits, and the wait counts in its latency.
+pub async fn open_loop(url: &str, bodies: &[Body], rate: f64, connections: usize, duration: Duration) -> LoadResult {
+    let (target, reqs) = requests(url, bodies);
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let n = (duration.as_secs_f64() * rate) as u64;
+    let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let n = (duration.as_secs_f64() * rate) as usize;
-    let mut tasks = Vec::with_capacity(n);
-    for k in 0..n {
-        let scheduled = start + interval * k as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (client, url, b) = (client.clone(), url.to_string(), bodies[k % bodies.len()].clone());
+    let mut tasks = Vec::new();
+    for _ in 0..connections.clamp(1, n.max(1) as usize) {
+        let (mut conn, reqs, next) = (Conn::new(&target), reqs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let ok = one(&client, &url, &b).await;
-            let lat = scheduled.elapsed().as_micros() as u64;
-            (vec![lat], ok as u64, if ok { b.events } else { 0 }, (!ok) as u64)
+            let mut done: Vec<(u64, u64, bool)> = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= n {
+                    break;
+                }
+                let scheduled = start + interval * k as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let ok = one(&mut conn, &reqs[k as usize % reqs.len()].0).await;
+                done.push((k, scheduled.elapsed().as_micros() as u64, ok));
+            }
+            done
         }));
     }
     // the p99 of each second's requests, by the second they were scheduled in
     let mut seconds: Vec<Vec<u64>> = vec![Vec::new(); duration.as_secs().max(1) as usize];
-    let mut outcomes = Vec::with_capacity(n);
-    for (k, t) in tasks.into_iter().enumerate() {
-        let o = t.await.unwrap();
-        let s = ((interval * k as u32).as_secs() as usize).min(seconds.len() - 1);
-        seconds[s].extend(&o.0);
-        outcomes.push(o);
+    let mut r = LoadResult::default();
+    for t in tasks {
+        for (k, lat, ok) in t.await.unwrap() {
+            let s = ((interval * k as u32).as_secs() as usize).min(seconds.len() - 1);
+            seconds[s].push(lat);
+            r.latencies.push(lat);
+            if ok {
+                r.requests += 1;
+                r.events += reqs[k as usize % reqs.len()].1;
+            } else {
+                r.errors += 1;
+            }
+        }
     }
-    let mut r = sum(outcomes, start);
+    r.elapsed = start.elapsed();
+    r.latencies.sort_unstable();
     r.p99_by_second = seconds
         .iter_mut()
         .map(|v| {

@@ -9,6 +9,7 @@
 //! - `bare-server`: the HTTP ceiling's server (a separate process, like the gateway).
 
 mod gateway;
+mod http1;
 mod load;
 mod pipeline;
 mod procs;

@@ -144,7 +144,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         .collect();
     let before = scrape_all(&health_ports).await;
     let phase_start = chrono::Utc::now().timestamp_millis();
-    let r = crate::load::open_loop(&url, &singles, rate, Duration::from_secs(a.latency_secs)).await;
+    let r = crate::load::open_loop(&url, &singles, rate, 256, Duration::from_secs(a.latency_secs)).await;
     let want = r.events as usize;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut delays: Vec<i64> = Vec::new();
