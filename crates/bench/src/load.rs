@@ -165,16 +165,9 @@ pub async fn open_loop(url: &str, bodies: &[Body], rate: f64, connections: usize
 pub(crate) type Outcome = (Vec<u64>, u64, u64, u64);
 
 pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, start: Instant) -> LoadResult {
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        outcomes.push(t.await.unwrap());
-    }
-    sum(outcomes, start)
-}
-
-fn sum(outcomes: Vec<Outcome>, start: Instant) -> LoadResult {
     let mut r = LoadResult::default();
-    for (lat, req, ev, err) in outcomes {
+    for t in tasks {
+        let (lat, req, ev, err) = t.await.unwrap();
         r.latencies.extend(lat);
         r.requests += req;
         r.events += ev;
