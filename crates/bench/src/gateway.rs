@@ -1,7 +1,7 @@
 //! `make bench-gateway`: the gateway against its two ceilings.
 
 use crate::load::{closed_loop, open_loop, Body, LoadResult};
-use crate::procs::{free_port, scrape, wait_http, CpuShares, Proc};
+use crate::procs::{free_port, scrape, wait_http, CpuShares, CpuUsage, Proc};
 use crate::{segment_track, Env};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
@@ -62,9 +62,12 @@ struct Row {
     handler_p99: f64,
     /// librdkafka's split of the acknowledgement wait at the end of the half-load phase.
     kafka_split: String,
-    /// CPU of the gateway, the load generator, Kafka and the machine in the half-load phase.
-    half_cpu: String,
-    cpu_per_m: f64,
+    /// CPU of the bare server, the load generator and the machine at the HTTP ceiling.
+    bare_cpu: CpuUsage,
+    /// ... of the gateway, the load generator, Kafka and the machine at the gateway's maximum.
+    gw_cpu: CpuUsage,
+    /// ... and in the half-load phase.
+    half_cpu: CpuUsage,
     bytes_per_event: usize,
 }
 
@@ -82,7 +85,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&log_dir)?;
 
     let bare_port = free_port();
-    let _bare = Proc::spawn(
+    let bare_server = Proc::spawn(
         "bare",
         &std::env::current_exe()?.display().to_string(),
         &["bare-server", "--port", &bare_port.to_string()],
@@ -135,14 +138,16 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let bytes_per_event = bs.iter().map(|(_, b)| b.bytes.len()).sum::<usize>() / (n * per_req);
         let bare_bodies = without_template(&bs);
         let conc = if per_req >= 1000 { a.concurrency.min(8) } else { a.concurrency };
+        let shares = CpuShares::start(&[("bare server", bare_server.child.id())]);
         let bare = closed_loop(&bare_url, &bare_bodies, conc, secs).await;
-        let cpu0 = gw.cpu_secs();
+        let bare_cpu = shares.usage();
+        let shares = CpuShares::start(&[("gateway", gw.child.id())]);
         let gwr = multi_closed(&gw_urls, &bs, conc, secs).await;
-        let cpu = gw.cpu_secs() - cpu0;
+        let gw_cpu = shares.usage();
         let before = scrape(gw_port).await;
-        let shares = CpuShares::start(gw.child.id());
+        let shares = CpuShares::start(&[("gateway", gw.child.id())]);
         let half = multi_open(&gw_urls, &bs, gwr.rps() * a.load_fraction, a.concurrency, secs).await;
-        let half_cpu = shares.report();
+        let half_cpu = shares.usage();
         let after = scrape(gw_port).await;
         // the latency floor of this machine: the bare server at the same request rate
         let bare_half = open_loop(&bare_url, &bare_bodies, gwr.rps() * a.load_fraction, a.concurrency, secs).await;
@@ -150,7 +155,6 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let kafka_half = kafka_open_loop(&producer, &raw_topic, &record, per_req, gwr.rps() * a.load_fraction, secs).await;
         rows.push(Row {
             name: name.into(),
-            cpu_per_m: cpu / (gwr.events.max(1) as f64) * 1e6,
             bare,
             gw: gwr,
             half,
@@ -159,12 +163,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             produce_p99: bucket_quantile(&before, &after, "tributary_gateway_produce_seconds_bucket", 0.99),
             handler_p99: bucket_quantile(&before, &after, "tributary_gateway_request_seconds_bucket", 0.99),
             kafka_split: kafka_split(&after),
+            bare_cpu,
+            gw_cpu,
             half_cpu,
             bytes_per_event,
         });
     }
 
-    let kafka = kafka_ceiling(&producer, &raw_topic, &record, secs).await?;
+    let shares = CpuShares::start(&[]);
+    let (records, elapsed) = kafka_ceiling(&producer, &raw_topic, &record, secs).await;
+    let kafka_cpu = shares.usage();
+    let kafka = records as f64 / elapsed;
 
     println!("| scenario | bytes/event | HTTP ceiling req/s | gateway req/s | gateway / HTTP ceiling | gateway events/s | gateway / Kafka ceiling | errors | p50 ms | p99 ms | p99.9 ms (latency phase) | bare server p50 / p99 ms (same rate) | producer alone p50 / p99 ms (same rate) | in gateway p99 ≤ ms: Kafka ack / request | CPU s per 1M events |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -188,7 +197,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             r.kafka_half.pct(0.99),
             r.produce_p99,
             r.handler_p99,
-            r.cpu_per_m,
+            r.gw_cpu.procs[0].1 / (r.gw.events.max(1) as f64) * 1e6,
         );
     }
     println!("\nWhere the gateway's Kafka acknowledgement time went in the latency phase (librdkafka statistics, last 5 s; p50 / p99 / max ms):");
@@ -198,9 +207,29 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("\nThe latency phase in detail: CPU (% of one core) and the p99 (ms) of each second's requests:");
     for r in &rows {
         let by_second: Vec<String> = r.half.p99_by_second.iter().map(|p| format!("{p:.0}")).collect();
-        println!("- {}: {}; p99 by second {}", r.name, r.half_cpu, by_second.join(" "));
+        println!("- {}: {}; p99 by second {}", r.name, r.half_cpu.percent(), by_second.join(" "));
     }
     println!("\nKafka ceiling (rdkafka producer alone, gateway settings, {} B records): {:.0} records/s", record.len(), kafka);
+
+    // When a loop keeps the machine busy, its rate is the machine's CPU over the CPU one
+    // request costs everything on it; so the ratio to the HTTP ceiling is about the inverse
+    // ratio of those costs, and this table shows where the gateway's extra cost sits.
+    println!("\nWhere the CPU went at each maximum, in µs of CPU per request (the Kafka ceiling: per record; \"load generator\" there is the producer):");
+    println!("- Kafka ceiling: {}", kafka_cpu.micros_per(records as f64));
+    let per_record = kafka_cpu.machine_micros_per(records as f64);
+    for r in &rows {
+        let http = r.bare_cpu.machine_micros_per(r.bare.requests as f64);
+        println!("- {}, HTTP ceiling: {}", r.name, r.bare_cpu.micros_per(r.bare.requests as f64));
+        println!("- {}, gateway maximum: {}", r.name, r.gw_cpu.micros_per(r.gw.requests as f64));
+        if r.gw.events == r.gw.requests {
+            // one record per request: HTTP serving as cheap as the bare server's, Kafka as
+            // cheap per record as at its ceiling (batches of thousands), no other work
+            println!(
+                "  - the ratio if the gateway's only costs were the bare server's and Kafka's at its ceiling: {http:.1} / ({http:.1} + {per_record:.1}) = {:.2}",
+                http / (http + per_record)
+            );
+        }
+    }
 
     if a.soak_secs > 0 {
         let bs = bodies(256, 1, &mix[..1]);
@@ -290,7 +319,8 @@ fn gateway_like_producer(env: &Env) -> anyhow::Result<Producer> {
     .map_err(|e| anyhow::anyhow!(e.to_string()))
 }
 
-async fn kafka_ceiling(p: &Producer, topic: &str, record: &str, d: Duration) -> anyhow::Result<f64> {
+/// Records acknowledged, and the seconds it took.
+async fn kafka_ceiling(p: &Producer, topic: &str, record: &str, d: Duration) -> (u64, f64) {
     let start = Instant::now();
     let mut inflight = FuturesUnordered::new();
     let (mut sent, mut ok) = (0u64, 0u64);
@@ -308,7 +338,7 @@ async fn kafka_ceiling(p: &Producer, topic: &str, record: &str, d: Duration) -> 
     while let Some(r) = inflight.next().await {
         ok += r as u64;
     }
-    Ok(ok as f64 / start.elapsed().as_secs_f64())
+    (ok, start.elapsed().as_secs_f64())
 }
 
 /// The producer alone, open loop: `rate` groups of `per_group` records per second, each

@@ -81,8 +81,9 @@ fn machine_busy_secs() -> f64 {
     busy / clk_tck()
 }
 
-/// Where the CPU went over a stretch of time: the gateway, this process (the load
-/// generator), the Kafka broker, and the machine as a whole.
+/// Where the CPU went over a stretch of time: the given servers (gateway, bare server), this
+/// process (the load generator, or the producer of the Kafka ceiling), the Kafka broker, and
+/// the machine as a whole.
 pub struct CpuShares {
     pids: Vec<(&'static str, u32)>,
     start: Vec<f64>,
@@ -90,9 +91,17 @@ pub struct CpuShares {
     at: Instant,
 }
 
+/// CPU seconds spent over a stretch: each watched process, and the machine (all cores).
+pub struct CpuUsage {
+    pub wall: f64,
+    pub procs: Vec<(&'static str, f64)>,
+    pub machine: f64,
+}
+
 impl CpuShares {
-    pub fn start(gateway: u32) -> Self {
-        let mut pids = vec![("gateway", gateway), ("load generator", std::process::id())];
+    pub fn start(servers: &[(&'static str, u32)]) -> Self {
+        let mut pids = servers.to_vec();
+        pids.push(("load generator", std::process::id()));
         if let Some(k) = find_pid("kafka.Kafka") {
             pids.push(("Kafka", k));
         }
@@ -100,19 +109,37 @@ impl CpuShares {
         CpuShares { pids, start, machine: machine_busy_secs(), at: Instant::now() }
     }
 
+    pub fn usage(&self) -> CpuUsage {
+        let procs = self.pids.iter().zip(&self.start).map(|((name, pid), s0)| (*name, cpu_secs_of(*pid) - s0)).collect();
+        CpuUsage { wall: self.at.elapsed().as_secs_f64().max(1e-3), procs, machine: machine_busy_secs() - self.machine }
+    }
+}
+
+impl CpuUsage {
     /// "gateway 71%, load generator 64%, Kafka 33%, machine 172% of 200%" (% of one core).
-    pub fn report(&self) -> String {
-        let secs = self.at.elapsed().as_secs_f64().max(1e-3);
-        let mut parts: Vec<String> = self
-            .pids
-            .iter()
-            .zip(&self.start)
-            .map(|((name, pid), s0)| format!("{name} {:.0}%", (cpu_secs_of(*pid) - s0) / secs * 100.0))
-            .collect();
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        parts.push(format!("machine {:.0}% of {}%", (machine_busy_secs() - self.machine) / secs * 100.0, cores * 100));
+    pub fn percent(&self) -> String {
+        let mut parts: Vec<String> = self.procs.iter().map(|(name, s)| format!("{name} {:.0}%", s / self.wall * 100.0)).collect();
+        parts.push(format!("machine {:.0}% of {}%", self.machine / self.wall * 100.0, cores() * 100));
         parts.join(", ")
     }
+
+    /// "gateway 32.1, load generator 6.7, Kafka 7.2, machine 46.4 (194% of 200%)": µs of
+    /// CPU per unit of work (a request, a record).
+    pub fn micros_per(&self, units: f64) -> String {
+        let per = |s: f64| s / units.max(1.0) * 1e6;
+        let mut parts: Vec<String> = self.procs.iter().map(|(name, s)| format!("{name} {:.1}", per(*s))).collect();
+        parts.push(format!("machine {:.1} ({:.0}% of {}%)", per(self.machine), self.machine / self.wall * 100.0, cores() * 100));
+        parts.join(", ")
+    }
+
+    /// Machine CPU µs per unit of work.
+    pub fn machine_micros_per(&self, units: f64) -> f64 {
+        self.machine / units.max(1.0) * 1e6
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn clk_tck() -> f64 {
