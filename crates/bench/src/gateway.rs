@@ -249,6 +249,25 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let r = soak.await?;
         println!("\nmemory soak: {}s at {:.0} req/s (50% of max), {} requests, {} errors, p99 {:.2} ms", a.soak_secs, rate, r.requests, r.errors, r.pct(0.99));
         println!("gateway RSS MiB over time: {}", samples.iter().map(|(t, m)| format!("{t}s={m:.0}")).collect::<Vec<_>>().join(" "));
+        // a long tail and a few long stalls give the same p99: say which it was
+        let by_second = &r.p99_by_second;
+        let within = |ms: f64| by_second.iter().filter(|p| **p <= ms).count();
+        println!(
+            "soak seconds by their p99: {} of {} at most 10 ms, {} at most 50 ms, {} at most 1 s",
+            within(10.0),
+            by_second.len(),
+            within(50.0),
+            within(1000.0)
+        );
+        let slow: Vec<String> =
+            by_second.iter().enumerate().filter(|(_, p)| **p > 1000.0).map(|(t, p)| format!("{t}s={p:.0}ms")).collect();
+        // beside the RSS samples: memory that steps up with a stall is the allocator keeping
+        // what the backlog needed, not a leak
+        let windows: Vec<String> = by_second.chunks(30).map(|w| format!("{:.0}", w.iter().cloned().fold(0.0, f64::max))).collect();
+        println!("soak worst p99 (ms) of each 30 s: {}", windows.join(" "));
+        if !slow.is_empty() {
+            println!("soak seconds with a p99 over 1 s: {}", slow.join(" "));
+        }
     }
     let _ = store.drop_keyspace().await;
     let _ = tributary_bus::delete_topics(&env.kafka, &tributary_bus::Topics::new(&env.prefix)).await;
