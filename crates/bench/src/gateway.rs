@@ -261,8 +261,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         );
         let slow: Vec<String> =
             by_second.iter().enumerate().filter(|(_, p)| **p > 1000.0).map(|(t, p)| format!("{t}s={p:.0}ms")).collect();
-        // beside the RSS samples: memory that steps up with a stall is the allocator keeping
-        // what the backlog needed, not a leak
+        // beside the RSS samples: memory that steps up with a stall and then stays flat points
+        // at the allocator keeping what the backlog needed; steady growth points at a leak
         let windows: Vec<String> = by_second.chunks(30).map(|w| format!("{:.0}", w.iter().cloned().fold(0.0, f64::max))).collect();
         println!("soak worst p99 (ms) of each 30 s: {}", windows.join(" "));
         if !slow.is_empty() {
