@@ -197,7 +197,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             r.kafka_half.pct(0.99),
             r.produce_p99,
             r.handler_p99,
-            r.gw_cpu.procs[0].1 / (r.gw.events.max(1) as f64) * 1e6,
+            r.gw_cpu.secs_of("gateway") / (r.gw.events.max(1) as f64) * 1e6,
         );
     }
     println!("\nWhere the gateway's Kafka acknowledgement time went in the latency phase (librdkafka statistics, last 5 s; p50 / p99 / max ms):");

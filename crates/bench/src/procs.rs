@@ -132,6 +132,11 @@ impl CpuUsage {
         parts.join(", ")
     }
 
+    /// CPU seconds of the watched process called `name` (0 if none is).
+    pub fn secs_of(&self, name: &str) -> f64 {
+        self.procs.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or(0.0)
+    }
+
     /// Machine CPU µs per unit of work.
     pub fn machine_micros_per(&self, units: f64) -> f64 {
         self.machine / units.max(1.0) * 1e6
