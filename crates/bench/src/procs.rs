@@ -119,17 +119,21 @@ impl CpuUsage {
     /// "gateway 71%, load generator 64%, Kafka 33%, machine 172% of 200%" (% of one core).
     pub fn percent(&self) -> String {
         let mut parts: Vec<String> = self.procs.iter().map(|(name, s)| format!("{name} {:.0}%", s / self.wall * 100.0)).collect();
-        parts.push(format!("machine {:.0}% of {}%", self.machine / self.wall * 100.0, cores() * 100));
+        parts.push(format!("machine {}", self.machine_busy()));
         parts.join(", ")
     }
 
     /// "gateway 32.1, load generator 6.7, Kafka 7.2, machine 46.4 (194% of 200%)": µs of
     /// CPU per unit of work (a request, a record).
     pub fn micros_per(&self, units: f64) -> String {
-        let per = |s: f64| s / units.max(1.0) * 1e6;
-        let mut parts: Vec<String> = self.procs.iter().map(|(name, s)| format!("{name} {:.1}", per(*s))).collect();
-        parts.push(format!("machine {:.1} ({:.0}% of {}%)", per(self.machine), self.machine / self.wall * 100.0, cores() * 100));
+        let mut parts: Vec<String> = self.procs.iter().map(|(name, s)| format!("{name} {:.1}", micros(*s, units))).collect();
+        parts.push(format!("machine {:.1} ({})", self.machine_micros_per(units), self.machine_busy()));
         parts.join(", ")
+    }
+
+    /// "172% of 200%"
+    fn machine_busy(&self) -> String {
+        format!("{:.0}% of {}%", self.machine / self.wall * 100.0, cores() * 100)
     }
 
     /// CPU seconds of the watched process called `name` (0 if none is).
@@ -139,8 +143,13 @@ impl CpuUsage {
 
     /// Machine CPU µs per unit of work.
     pub fn machine_micros_per(&self, units: f64) -> f64 {
-        self.machine / units.max(1.0) * 1e6
+        micros(self.machine, units)
     }
+}
+
+/// µs of CPU per unit, from CPU seconds over `units` units.
+fn micros(secs: f64, units: f64) -> f64 {
+    secs / units.max(1.0) * 1e6
 }
 
 fn cores() -> usize {
