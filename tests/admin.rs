@@ -141,7 +141,6 @@ async fn logs_paging_rehearse_replay_and_token_rotation() {
         "action_type": "trigger_workflow", "parameters": {"workflow": "order-completed", "data": "data"}})));
     c.admin_ok("POST", &format!("{base}/mappings"), Some(&json!({"event_type": "track", "event_name": "Order Completed",
         "action_type": "identify_user", "parameters": {"properties": "data.customer"}})));
-    c.settle().await;
     let store = c.store().await;
 
     // 130 events over two sources and users, 10 of them refused
@@ -280,7 +279,6 @@ async fn logs_paging_rehearse_replay_and_token_rotation() {
     let rot = c.admin_ok("POST", &format!("{base}/rotate-token"), Some(&json!({"grace_seconds": 4})));
     let new_token = rot["token"].as_str().unwrap().to_string();
     assert_eq!(rot["previous_token"], json!(token));
-    c.settle().await;
     let ev = br#"{"type":"track","event":"Viewed","userId":"u9"}"#;
     assert_eq!(c.post_event(&token, &[], ev).0, 202, "old token inside its grace period");
     assert_eq!(c.post_event(&new_token, &[], ev).0, 202);
@@ -288,4 +286,63 @@ async fn logs_paging_rehearse_replay_and_token_rotation() {
     let (s, v) = c.post_event(&token, &[], ev);
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("unknown_token")), "old token after its grace period");
     assert_eq!(c.post_event(&new_token, &[], ev).0, 202);
+}
+
+/// `curl` as a newcomer types it: `-d` with no `Content-Type` (curl then sends
+/// `application/x-www-form-urlencoded`), or with the header removed altogether.
+fn curl(port: u16, method: &str, path: &str, extra: &[&str], body: Option<&str>) -> (u16, Value) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}", "-X", method, "-H", &format!("Authorization: Bearer {ADMIN_TOKEN}")]);
+    cmd.args(extra);
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+    }
+    let out = cmd.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    let v = serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body:?}"));
+    (status.parse().unwrap(), v)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_failure_has_the_error_shape_and_bodies_need_no_content_type() {
+    let mut c = Cluster::new();
+    c.migrate();
+    c.start("admin");
+    let p = c.admin_port;
+    let shaped = |(s, v): (u16, Value), status: u16, code: &str| {
+        assert_eq!(s, status, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(v["error"].as_object().unwrap().contains_key("details"), "{v}");
+    };
+
+    // bodies are JSON whatever the Content-Type says, or with none
+    let (s, v) = curl(p, "POST", "/v1/sources", &[], Some(r#"{"key":"no-ct","template":"segment"}"#));
+    assert_eq!(s, 201, "curl -d without a content type: {v}");
+    let (s, v) = curl(p, "POST", "/v1/sources", &["-H", "Content-Type:"], Some(r#"{"key":"none-ct","template":"segment"}"#));
+    assert_eq!(s, 201, "no Content-Type header at all: {v}");
+    let (s, v) = curl(p, "POST", "/v1/sources/no-ct/environments/development/rotate-token", &[], None);
+    assert_eq!(s, 200, "an optional body left out: {v}");
+
+    // the framework's own rejections
+    shaped(curl(p, "POST", "/v1/sources", &[], Some(r#"{"key": "x","#)), 400, "invalid_json");
+    shaped(curl(p, "POST", "/v1/sources", &[], Some("")), 400, "invalid_json");
+    shaped(curl(p, "GET", "/v1/nowhere", &[], None), 404, "not_found");
+    shaped(curl(p, "GET", "/nowhere", &[], None), 404, "not_found");
+    shaped(curl(p, "PUT", "/v1/sources", &[], Some("{}")), 405, "method_not_allowed");
+    shaped(curl(p, "DELETE", "/v1/sources/no-ct/environments/development/secrets/first", &[], None), 400, "bad_request");
+    shaped(curl(p, "GET", "/v1/environments/development/events?colour=red", &[], None), 400, "bad_request");
+    shaped(curl(p, "GET", "/v1/environments/development/events?limit=many", &[], None), 400, "bad_request");
+    // over the 10 MiB limit, through the audit layer and the handler alike
+    let big = format!(r#"{{"key":"big","template":"segment","name":"{}"}}"#, "x".repeat(11 << 20));
+    let file = std::env::temp_dir().join(format!("{}-big.json", c.name));
+    std::fs::write(&file, big).unwrap();
+    let at_file = format!("@{}", file.display());
+    shaped(curl(p, "POST", "/v1/sources", &[], Some(&at_file)), 413, "payload_too_large");
+    let _ = std::fs::remove_file(file);
+    // and the handlers' own
+    shaped(curl(p, "POST", "/v1/sources", &[], Some(r#"{"key":"no-ct","template":"segment"}"#)), 409, "conflict");
+    shaped(curl(p, "POST", "/v1/sources", &[], Some(r#"{"key":"k","template":"mixpanel"}"#)), 422, "validation_failed");
+    shaped(http::json(p, "GET", "/v1/sources", &[], None), 401, "unauthorized");
 }

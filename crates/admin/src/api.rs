@@ -1,6 +1,7 @@
 //! The admin API's routes and handlers.
 
 use crate::error::ApiError;
+use crate::shared::{body_of, load_settings, now_ms, ok, settings_view, AdminState, ApiResult, JsonBody, MaybeJson, St};
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -17,19 +18,6 @@ use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
 use tributary_sources::identify::split_fields;
 use tributary_sources::templates::default_settings;
-use tributary_store::Store;
-
-pub struct AdminState {
-    pub store: Store,
-    pub token: String,
-    pub public_url: String,
-    /// For replays: plans go to the actions topic, the executor runs them.
-    pub producer: Option<tributary_bus::Producer>,
-    pub actions_topic: String,
-}
-
-pub(crate) type St = State<Arc<AdminState>>;
-pub(crate) type ApiResult = Result<Response, ApiError>;
 
 pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
     let api = Router::new()
@@ -58,8 +46,12 @@ pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), crate::audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
-    api.merge(health_routes(readiness))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+    let app = api
+        .merge(health_routes(readiness))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }));
+    // Outermost: whatever axum answers on its own (no route, wrong method, a path that does not
+    // parse, a query with an unknown field) leaves in the documented error shape.
+    tributary_runtime::http_errors::fallbacks(app).layer(middleware::from_fn(tributary_runtime::http_errors::uniform))
 }
 
 async fn require_token(State(st): St, req: Request, next: Next) -> Response {
@@ -87,20 +79,8 @@ mod subtle_free {
     }
 }
 
-pub(crate) fn ok(status: StatusCode, v: Value) -> ApiResult {
-    Ok((status, Json(v)).into_response())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn slug_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-pub(crate) fn body_of<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
 }
 
 // ---------------------------------------------------------------- environments
@@ -109,7 +89,7 @@ async fn list_environments(State(st): St) -> ApiResult {
     ok(StatusCode::OK, json!({"environments": st.store.list_environments().await?}))
 }
 
-async fn create_environment(State(st): St, Json(body): Json<Value>) -> ApiResult {
+async fn create_environment(State(st): St, JsonBody(body): JsonBody) -> ApiResult {
     #[derive(Deserialize)]
     struct Body {
         name: String,
@@ -134,33 +114,11 @@ async fn delete_environment(State(st): St, Path(env): Path<String>) -> ApiResult
         return Err(ApiError::not_found(format!("environment `{env}`")));
     }
     st.store.delete_environment(&env).await?;
+    st.removal_settled().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---------------------------------------------------------------- sources
-
-pub(crate) fn settings_view(st: &AdminState, s: &EnvironmentSettings) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-    // Secrets are shown once, when set; afterwards only a hint of each.
-    if let Some(secrets) = v.pointer_mut("/verification/secrets") {
-        let hints: Vec<Value> = s
-            .verification
-            .secrets
-            .iter()
-            .map(|x| json!(format!("{}…", x.chars().take(4).collect::<String>())))
-            .collect();
-        *secrets = Value::Array(hints);
-    }
-    if let Value::Object(m) = &mut v {
-        m.insert("ingest_url".into(), json!(format!("{}/integrations/receive/{}", st.public_url.trim_end_matches('/'), s.token)));
-        if let Value::Object(sink) = m.get_mut("sink").unwrap_or(&mut Value::Null) {
-            if sink.contains_key("api_key") {
-                sink.insert("api_key".into(), json!("…"));
-            }
-        }
-    }
-    v
-}
 
 async fn source_view(st: &AdminState, s: &Source) -> Result<Value, ApiError> {
     let mut envs = Map::new();
@@ -178,7 +136,7 @@ async fn list_sources(State(st): St) -> ApiResult {
     ok(StatusCode::OK, json!({"sources": out}))
 }
 
-async fn create_source(State(st): St, Json(body): Json<Value>) -> ApiResult {
+async fn create_source(State(st): St, JsonBody(body): JsonBody) -> ApiResult {
     #[derive(Deserialize)]
     struct Body {
         key: String,
@@ -195,10 +153,12 @@ async fn create_source(State(st): St, Json(body): Json<Value>) -> ApiResult {
     }
     let source = Source { key: b.key.clone(), name: b.name.unwrap_or_else(|| b.key.clone()), template, created_at: now_ms() };
     st.store.ensure_default_environments().await?;
+    // The source first: a snapshot loaded between these writes must never hold a token whose
+    // source it does not know.
+    st.store.put_source(&source).await?;
     for env in st.store.list_environments().await? {
         st.store.put_settings(&default_settings(template, &source.key, &env, new_token())).await?;
     }
-    st.store.put_source(&source).await?;
     ok(StatusCode::CREATED, source_view(&st, &source).await?)
 }
 
@@ -210,14 +170,8 @@ async fn get_source(State(st): St, Path(key): Path<String>) -> ApiResult {
 async fn delete_source(State(st): St, Path(key): Path<String>) -> ApiResult {
     st.store.get_source(&key).await?.ok_or_else(|| ApiError::not_found(format!("source `{key}`")))?;
     st.store.delete_source(&key).await?;
+    st.removal_settled().await;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-pub(crate) async fn load_settings(st: &AdminState, key: &str, env: &str) -> Result<EnvironmentSettings, ApiError> {
-    st.store
-        .get_settings(key, env)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("source `{key}` has no environment `{env}`")))
 }
 
 async fn get_settings(State(st): St, Path((key, env)): Path<(String, String)>) -> ApiResult {
@@ -226,7 +180,7 @@ async fn get_settings(State(st): St, Path((key, env)): Path<(String, String)>) -
 }
 
 /// Partial update: any top-level settings field; objects merge one level down.
-async fn update_settings(State(st): St, Path((key, env)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult {
+async fn update_settings(State(st): St, Path((key, env)): Path<(String, String)>, JsonBody(body): JsonBody) -> ApiResult {
     let current = load_settings(&st, &key, &env).await?;
     let Value::Object(patch) = body else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "expected a JSON object"));
@@ -268,10 +222,12 @@ async fn update_settings(State(st): St, Path((key, env)): Path<(String, String)>
         }
     }
     st.store.put_settings(&updated).await?;
+    // A change of settings can withdraw something the gateway enforces (a secret, a scheme).
+    st.removal_settled().await;
     ok(StatusCode::OK, settings_view(&st, &updated))
 }
 
-async fn update_source(State(st): St, Path(key): Path<String>, Json(body): Json<Value>) -> ApiResult {
+async fn update_source(State(st): St, Path(key): Path<String>, JsonBody(body): JsonBody) -> ApiResult {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -288,12 +244,12 @@ async fn update_source(State(st): St, Path(key): Path<String>, Json(body): Json<
 }
 
 /// Add a verification secret (generated unless given). Shown in full only in this answer.
-async fn add_secret(State(st): St, Path((key, env)): Path<(String, String)>, body: Option<Json<Value>>) -> ApiResult {
+async fn add_secret(State(st): St, Path((key, env)): Path<(String, String)>, MaybeJson(body): MaybeJson) -> ApiResult {
     let mut s = load_settings(&st, &key, &env).await?;
     if s.verification.secrets.len() >= 2 {
         return Err(ApiError::conflict("two secrets are active already: remove the old one first"));
     }
-    let given = body.and_then(|Json(v)| v.get("secret").and_then(Value::as_str).map(str::to_string));
+    let given = body.and_then(|v| v.get("secret").and_then(Value::as_str).map(str::to_string));
     let secret = match given {
         Some(x) if x.len() >= 8 => x,
         Some(_) => return Err(ApiError::invalid("secret", "must be at least 8 characters")),
@@ -322,13 +278,14 @@ async fn remove_secret(State(st): St, Path((key, env, index)): Path<(String, Str
     }
     s.verification.secrets.remove(index);
     st.store.put_settings(&s).await?;
+    st.removal_settled().await;
     ok(StatusCode::OK, settings_view(&st, &s))
 }
 
 /// A new ingest token; the old one keeps working for `grace_seconds` (default one day).
-async fn rotate_token(State(st): St, Path((key, env)): Path<(String, String)>, body: Option<Json<Value>>) -> ApiResult {
+async fn rotate_token(State(st): St, Path((key, env)): Path<(String, String)>, MaybeJson(body): MaybeJson) -> ApiResult {
     let mut s = load_settings(&st, &key, &env).await?;
-    let grace = match body.as_ref().and_then(|Json(v)| v.get("grace_seconds")) {
+    let grace = match body.as_ref().and_then(|v| v.get("grace_seconds")) {
         None => 86_400,
         Some(v) => v.as_i64().filter(|g| (0..=30 * 86_400).contains(g)).ok_or_else(|| {
             ApiError::invalid("grace_seconds", "must be a whole number of seconds from 0 to 2592000")
@@ -337,6 +294,9 @@ async fn rotate_token(State(st): St, Path((key, env)): Path<(String, String)>, b
     s.previous_token = Some(std::mem::replace(&mut s.token, new_token()));
     s.previous_token_expires_at = Some(now_ms() + grace * 1000);
     st.store.put_settings(&s).await?;
+    if grace == 0 {
+        st.removal_settled().await;
+    }
     ok(StatusCode::OK, settings_view(&st, &s))
 }
 
@@ -362,7 +322,7 @@ fn mapping_from(body: Value, key: &str, env: &str, id: String, created_at: i64) 
     Ok(mapping)
 }
 
-async fn create_mapping(State(st): St, Path((key, env)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult {
+async fn create_mapping(State(st): St, Path((key, env)): Path<(String, String)>, JsonBody(body): JsonBody) -> ApiResult {
     load_settings(&st, &key, &env).await?;
     let mapping = mapping_from(body, &key, &env, random_id(), now_ms())?;
     st.store.put_mapping(&mapping).await?;
@@ -382,7 +342,7 @@ async fn get_mapping(State(st): St, Path((key, env, id)): Path<(String, String, 
     ok(StatusCode::OK, serde_json::to_value(find_mapping(&st, &key, &env, &id).await?).unwrap_or_default())
 }
 
-async fn update_mapping(State(st): St, Path((key, env, id)): Path<(String, String, String)>, Json(body): Json<Value>) -> ApiResult {
+async fn update_mapping(State(st): St, Path((key, env, id)): Path<(String, String, String)>, JsonBody(body): JsonBody) -> ApiResult {
     let old = find_mapping(&st, &key, &env, &id).await?;
     let mapping = mapping_from(body, &key, &env, id, old.created_at)?;
     st.store.put_mapping(&mapping).await?;

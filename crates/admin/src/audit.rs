@@ -1,11 +1,11 @@
 //! Every change through the admin API is written to the audit log: who (the token's hint),
 //! what (method, path, the body with secrets removed), when, and how it ended.
 
-use crate::api::{AdminState, St};
+use crate::shared::{too_large, AdminState, St, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -18,7 +18,11 @@ pub async fn record(State(st): St, req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 4 << 20).await.unwrap_or_default();
+    // The same limit as the handlers' own reading: a larger body is refused here, not passed on
+    // empty.
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return too_large().into_response();
+    };
     let details = serde_json::from_slice::<Value>(&bytes).map(redact).unwrap_or(Value::Null);
     let method = parts.method.to_string();
     let target = parts.uri.path().to_string();

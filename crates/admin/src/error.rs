@@ -44,7 +44,6 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
-        (self.status, axum::Json(body)).into_response()
+        tributary_runtime::http_errors::error_response(self.status, self.code, self.message, self.details)
     }
 }

@@ -7,8 +7,10 @@ mod logs;
 pub mod openapi;
 mod rehearse;
 mod error;
+mod shared;
 
-pub use api::{router, AdminState};
+pub use api::router;
+pub use shared::AdminState;
 pub use error::ApiError;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub async fn run(cfg: &Config, store: Store, readiness: Readiness, shutdown: Shu
         public_url: cfg.admin.public_url.clone(),
         producer: Some(producer),
         actions_topic: cfg.topic("actions"),
+        removal_settles_in: std::time::Duration::from_millis(2 * cfg.workers.config_poll_ms + 100),
     });
     readiness.set("admin", true);
     let listener = tokio::net::TcpListener::bind(cfg.admin.listen).await.map_err(|e| format!("bind {}: {e}", cfg.admin.listen))?;

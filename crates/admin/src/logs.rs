@@ -1,7 +1,7 @@
 //! Reading what happened: event and action logs (paged, filtered), known events, source
 //! status, the audit log.
 
-use crate::api::{load_settings, now_ms, ok, ApiResult, St};
+use crate::shared::{load_settings, now_ms, ok, ApiResult, St};
 use crate::error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

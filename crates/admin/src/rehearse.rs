@@ -2,11 +2,10 @@
 //! the current mappings, with nothing written or sent) and replay (logged events re-run
 //! through the current mappings, for real).
 
-use crate::api::{body_of, load_settings, now_ms, ok, ApiResult, St};
+use crate::shared::{body_of, load_settings, now_ms, ok, ApiResult, JsonBody, St};
 use crate::error::ApiError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tributary_mapping::plan_actions;
@@ -23,7 +22,7 @@ struct RehearseBody {
     headers: Map<String, Value>,
 }
 
-pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, Json(v): Json<Value>) -> ApiResult {
+pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, JsonBody(v): JsonBody) -> ApiResult {
     let b: RehearseBody = body_of(v)?;
     let settings = load_settings(&st, &key, &env).await?;
     let template = st.store.get_source(&key).await?.map(|s| s.template).unwrap_or(Template::Http);
@@ -98,7 +97,7 @@ struct ReplayBody {
 /// Replay one event (`event_id`) or every processed event of a time range (`since`..`until`,
 /// optionally one `source`) through the current mappings. The plans go to the actions topic
 /// with a replay id; the executor writes new action logs under the original events.
-pub async fn replay(State(st): St, Path(env): Path<String>, Json(v): Json<Value>) -> ApiResult {
+pub async fn replay(State(st): St, Path(env): Path<String>, JsonBody(v): JsonBody) -> ApiResult {
     let b: ReplayBody = body_of(v)?;
     let producer = st.producer.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "replay needs Kafka"))?;
     let ids: Vec<String> = match (&b.event_id, b.since, b.until) {

@@ -61,7 +61,7 @@ async fn metrics() -> impl IntoResponse {
 pub async fn serve_health(addr: SocketAddr, readiness: Readiness, shutdown: Shutdown) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health endpoint listening");
-    axum::serve(listener, health_routes(readiness))
+    axum::serve(listener, crate::http_errors::fallbacks(health_routes(readiness)))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod health;
+pub mod http_errors;
 pub mod logging;
 pub mod shutdown;
 
