@@ -8,13 +8,15 @@ LOCAL := deploy/local
 
 .PHONY: build test unit services-up services-down run bench bench-gateway bench-pipeline fuzz clean-services
 
+## One build for `test` and `run`: the binaries and the test targets together. Building the
+## binaries alone resolves dependency features without the dev-dependencies, which recompiles
+## most of the workspace on every switch between `make test` and `make run`.
 build:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins --tests
 
 ## Build everything, start Kafka and Cassandra if they are not running, run unit, property and
 ## end-to-end tests, stop what was started.
-test:
-	$(CARGO) build --workspace --bins --tests
+test: build
 	bash $(LOCAL)/with-services.sh $(CARGO) test --workspace --no-fail-fast
 
 ## Pure tests only (no services).

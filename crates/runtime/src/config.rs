@@ -18,6 +18,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `TRIBUTARY_*` variables that name no configuration section (`TRIBUTARY_CONFIG`, a
+    /// deployment's own variables): not configuration, so they are skipped; the binary logs them.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
     pub kafka: KafkaConfig,
     pub cassandra: CassandraConfig,
     pub gateway: GatewayConfig,
@@ -84,8 +88,13 @@ pub struct AdminConfig {
 pub struct WorkersConfig {
     /// Health and metrics endpoint of the translator/mapper/executor roles.
     pub health_listen: SocketAddr,
-    /// How often the configuration (sources, mappings) is reloaded.
+    /// How often the whole configuration (sources, mappings) is reloaded: a safety net, since
+    /// every change is also announced through the configuration epoch (`config_poll_ms`).
     pub config_refresh_ms: u64,
+    /// How often a role checks the configuration epoch when idle. A request or event that may
+    /// need a newer configuration checks at once, so additions are live immediately; this
+    /// bounds how long a removal (a secret, a token, a source) may still be honoured.
+    pub config_poll_ms: u64,
     /// Attempts at a record before it goes to the dead-letter topic.
     pub max_attempts: u32,
     /// Records a stage handles concurrently, spread by key (one user's events stay in order).
@@ -136,6 +145,7 @@ pub struct LogConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            ignored_env: Vec::new(),
             kafka: KafkaConfig::default(),
             cassandra: CassandraConfig::default(),
             gateway: GatewayConfig::default(),
@@ -196,7 +206,8 @@ impl Default for WorkersConfig {
     fn default() -> Self {
         WorkersConfig {
             health_listen: "127.0.0.1:9100".parse().unwrap(),
-            config_refresh_ms: 2_000,
+            config_refresh_ms: 30_000,
+            config_poll_ms: 250,
             max_attempts: 5,
             lanes: 32,
             max_in_flight: 2_000,
@@ -229,18 +240,18 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let mut ignored_env = Vec::new();
         for (name, raw) in env {
             let Some(rest) = name.strip_prefix("TRIBUTARY_") else { continue };
             let rest = rest.to_ascii_lowercase();
-            let Some((section, key)) = rest.split_once('_') else {
-                return Err(ConfigError::Invalid(format!("{name}: expected TRIBUTARY_<SECTION>_<KEY>")));
+            // Only a variable that names a section is configuration: `TRIBUTARY_CONFIG` (the
+            // file's path, read by the command line) and any other `TRIBUTARY_*` a deployment
+            // happens to set are not, and must not stop the process. A wrong key inside a real
+            // section still does (deny_unknown_fields names it).
+            let Some((section, key)) = rest.split_once('_').filter(|(s, k)| SECTIONS.contains(s) && !k.is_empty()) else {
+                ignored_env.push(name);
+                continue;
             };
-            if !SECTIONS.contains(&section) {
-                return Err(ConfigError::Invalid(format!(
-                    "{name}: unknown section `{section}` (expected one of {})",
-                    SECTIONS.join(", ")
-                )));
-            }
             let value = parse_env_value(&raw);
             let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
@@ -250,7 +261,8 @@ impl Config {
                 _ => return Err(ConfigError::Invalid(format!("`{section}` must be a table"))),
             }
         }
-        let cfg: Config = Config::deserialize(table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut cfg: Config = Config::deserialize(table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.ignored_env = ignored_env;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -280,6 +292,9 @@ impl Config {
         }
         if !["json", "text"].contains(&self.log.format.as_str()) {
             return bad("log.format", "must be `json` or `text`");
+        }
+        if self.workers.config_poll_ms == 0 || self.workers.config_poll_ms > self.workers.config_refresh_ms {
+            return bad("workers.config_poll_ms", "must be from 1 to workers.config_refresh_ms");
         }
         if self.workers.max_attempts == 0 {
             return bad("workers.max_attempts", "must be at least 1");
@@ -356,12 +371,29 @@ mod tests {
     fn bad_keys_are_named() {
         let e = Config::load(None, env(&[("TRIBUTARY_KAFKA_BROKRES", "x")])).unwrap_err().to_string();
         assert!(e.contains("brokres"), "{e}");
-        let e = Config::load(None, env(&[("TRIBUTARY_NOPE_X", "1")])).unwrap_err().to_string();
-        assert!(e.contains("nope"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_WORKERS_LANSE", "4")])).unwrap_err().to_string();
+        assert!(e.contains("lanse"), "{e}");
         let e = Config::load(None, env(&[("TRIBUTARY_KAFKA_PARTITIONS", "0")])).unwrap_err().to_string();
         assert!(e.contains("kafka.partitions"), "{e}");
         let e = Config::load(None, env(&[("TRIBUTARY_GATEWAY_LISTEN", "nowhere")])).unwrap_err().to_string();
         assert!(e.contains("listen") || e.contains("address"), "{e}");
         assert!(Config::load(None, env(&[])).unwrap().require_admin_token().is_err());
+    }
+
+    #[test]
+    fn variables_that_are_not_configuration_are_skipped() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TRIBUTARY_CONFIG", "/etc/tributary.toml"),
+                ("TRIBUTARY_NOPE_X", "1"),
+                ("TRIBUTARY_VERSION", "1.2"),
+                ("TRIBUTARY_KAFKA_", "x"),
+                ("TRIBUTARY_KAFKA_PARTITIONS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.partitions, 3);
+        assert_eq!(c.ignored_env, ["TRIBUTARY_CONFIG", "TRIBUTARY_NOPE_X", "TRIBUTARY_VERSION", "TRIBUTARY_KAFKA_"]);
     }
 }

@@ -56,6 +56,11 @@ fn main() -> anyhow::Result<()> {
     }
     let cfg = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration")?;
     tributary_runtime::logging::init(&cfg.log);
+    // Not stopping for these keeps a deployment's own TRIBUTARY_* variables harmless; the
+    // warning still shows a misspelt section name (TRIBUTARY_KAFAK_BROKERS).
+    for name in cfg.ignored_env.iter().filter(|n| *n != "TRIBUTARY_CONFIG") {
+        tracing::warn!(variable = %name, "names no configuration section; skipped");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
