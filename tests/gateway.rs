@@ -29,7 +29,6 @@ async fn every_status_code_with_a_real_kafka() {
     c.start("admin");
     c.start("gateway");
     let (_, token) = c.create_source("seg", "segment");
-    c.settle().await;
     let path = format!("/integrations/receive/{token}");
     let one = br#"{"type":"track","event":"A","userId":"u1","messageId":"m1"}"#;
 
@@ -77,7 +76,6 @@ async fn every_status_code_with_a_real_kafka() {
         "/v1/sources/seg/environments/development",
         Some(&json!({"verification": {"scheme": "shared_secret_header", "header": "x-seg-secret", "secrets": ["s3cret-1"]}})),
     );
-    c.settle().await;
     let (s, v, _) = c.gateway("POST", &path, &[], one);
     assert_eq!((s, code(&v)), (401, "missing_signature"));
     let (s, v, _) = c.gateway("POST", &path, &[("x-seg-secret", "wrong")], one);
@@ -85,20 +83,29 @@ async fn every_status_code_with_a_real_kafka() {
     let (s, _, _) = c.gateway("POST", &path, &[("x-seg-secret", "s3cret-1")], one);
     assert_eq!(s, 202);
     c.admin_ok("PATCH", "/v1/sources/seg/environments/development", Some(&json!({"verification": {"scheme": "none", "secrets": []}})));
-    c.settle().await;
 
-    // Segment tracking API: Basic auth with the token as write key, or writeKey in the body
+    // Segment tracking API: Basic auth with the token as write key, or writeKey in the body.
+    // It answers as Segment's API does, 200 `{"success": true}` (classic SDKs resend on 202).
     let basic = format!("Basic {}", base64_encode(&format!("{token}:")));
     let (s, v, _) = c.gateway("POST", "/v1/t", &[("authorization", &basic)], br#"{"event":"Tracked","userId":"u9"}"#);
-    assert_eq!(s, 202, "{v}");
+    assert_eq!((s, v["success"].clone(), v["accepted"].clone()), (200, json!(true), json!(1)), "{v}");
     let body = format!(r#"{{"writeKey":"{token}","batch":[{{"type":"identify","userId":"u9","traits":{{"a":1}}}}]}}"#);
-    assert_eq!(c.gateway("POST", "/v1/batch", &[], body.as_bytes()).0, 202);
+    let (s, v, _) = c.gateway("POST", "/v1/batch", &[], body.as_bytes());
+    assert_eq!((s, v["success"].clone()), (200, json!(true)), "{v}");
     let body = format!(r#"{{"writeKey":"{token}","userId":"u9","traits":{{"b":2}}}}"#);
-    assert_eq!(c.gateway("POST", "/v1/identify", &[], body.as_bytes()).0, 202);
+    assert_eq!(c.gateway("POST", "/v1/identify", &[], body.as_bytes()).0, 200);
+    // a refused single call stays a 4xx: Segment's SDKs drop it rather than resend it forever
+    let (s, v, _) = c.gateway("POST", "/v1/track", &[("authorization", &basic)], br#"{"userId":"u9"}"#);
+    assert_eq!((s, code(&v)), (400, "missing_event"), "{v}");
     let (s, v, _) = c.gateway("POST", "/v1/track", &[], br#"{"event":"E","userId":"u"}"#);
     assert_eq!((s, code(&v)), (401, "missing_write_key"));
     let (s, v, _) = c.gateway("POST", "/v1/nope", &[("authorization", &basic)], one);
     assert_eq!((s, code(&v)), (404, "not_found"));
+    // the framework's own answers are in the error shape too
+    let (s, v, _) = c.gateway("GET", &path, &[], b"");
+    assert_eq!((s, code(&v)), (405, "method_not_allowed"), "{v}");
+    let (s, v, _) = c.gateway("POST", "/nowhere", &[], one);
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
 
     // HTTP/2 (prior knowledge), through curl
     let out = Command::new("curl")
@@ -112,9 +119,10 @@ async fn every_status_code_with_a_real_kafka() {
 
     // What reached Kafka: every item of every 2xx request (refused ones too, for the event
     // log), with credentials stripped and the write key removed from single calls.
-    // 6 single events, a batch of 2, the refused single event, 3 tracking-API items
-    let raw = read_topic(&c.topic("raw"), Duration::from_secs(20), 11);
-    assert_eq!(raw.len(), 11, "{raw:#?}");
+    // 6 single events, a batch of 2, the refused single event, 3 tracking-API items and the
+    // refused tracking-API call
+    let raw = read_topic(&c.topic("raw"), Duration::from_secs(20), 12);
+    assert_eq!(raw.len(), 12, "{raw:#?}");
     assert!(raw.iter().all(|(k, _)| k.starts_with("development/")));
     let identify = raw.iter().find(|(_, r)| r["implied_type"] == "identify").expect("the /v1/identify item");
     assert!(!identify.1["item"].as_object().unwrap().contains_key("writeKey"), "{identify:?}");

@@ -56,7 +56,6 @@ async fn actions_in_order_with_filters_identify_merge_tenants_dedup_and_ttl() {
     m(json!({"event_type": "group", "action_type": "set_tenant"}));
     m(json!({"event_type": "track", "event_name": "Order Cancelled", "action_type": "cancel_workflow",
         "parameters": {"workflow": "order-completed", "cancellation_key": "data.order_id"}}));
-    c.settle().await;
     let store = c.store().await;
 
     // identify merge across two events
@@ -154,7 +153,6 @@ async fn http_sink_retries_500_and_429_then_delivers_once_with_an_idempotency_ke
             "action_type": "trigger_workflow", "parameters": {"workflow": "welcome", "tenant": {"literal": "acme"}}})));
         c.admin_ok("POST", &format!("{base}/mappings"), Some(&json!({"event_type": "identify", "action_type": "identify_user"})));
     }
-    c.settle().await;
     let store = c.store().await;
 
     let r = send(&c, &token, json!({"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "s-1", "properties": {"plan": "pro"}}));
@@ -260,7 +258,6 @@ async fn workers_killed_mid_stream_lose_nothing_and_fire_nothing_twice() {
     let (_, token) = c.create_source("bulk", "segment");
     c.admin_ok("POST", "/v1/sources/bulk/environments/development/mappings", Some(&json!({"event_type": "track",
         "action_type": "trigger_workflow", "parameters": {"workflow": "bulk"}})));
-    c.settle().await;
     let store = c.store().await;
     const N: usize = 1000;
 
@@ -308,7 +305,6 @@ async fn records_that_keep_failing_go_to_the_dead_letter_topic_and_the_stage_goe
     let (_, token) = c.create_source("dl", "segment");
     c.admin_ok("POST", "/v1/sources/dl/environments/development/mappings", Some(&json!({"event_type": "track",
         "action_type": "trigger_workflow", "parameters": {"workflow": "w"}})));
-    c.settle().await;
     let store = c.store().await;
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", tributary_tests::kafka()).create().unwrap();
 

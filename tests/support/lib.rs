@@ -72,7 +72,6 @@ impl Cluster {
             ("TRIBUTARY_ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}")),
             ("TRIBUTARY_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
             ("TRIBUTARY_ADMIN_PUBLIC_URL".into(), format!("http://127.0.0.1:{gateway_port}")),
-            ("TRIBUTARY_WORKERS_CONFIG_REFRESH_MS".into(), "500".into()),
             ("TRIBUTARY_LOG_FORMAT".into(), "text".into()),
             ("TRIBUTARY_LOG_LEVEL".into(), "info,librdkafka=warn,rdkafka=warn".into()),
         ];
@@ -219,11 +218,6 @@ impl Cluster {
         let v = self.admin_ok("POST", "/v1/sources", Some(&serde_json::json!({"key": key, "template": template})));
         let token = v["environments"]["development"]["token"].as_str().expect("token").to_string();
         (v, token)
-    }
-
-    /// Wait until a configuration change is live in every process (refresh is 500 ms here).
-    pub async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 
     pub fn gateway(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value, Vec<(String, String)>) {

@@ -94,7 +94,6 @@ impl Env {
             ("TRIBUTARY_CASSANDRA_NODES".into(), format!("[\"{}\"]", self.cassandra)),
             ("TRIBUTARY_CASSANDRA_KEYSPACE".into(), self.prefix.clone()),
             ("TRIBUTARY_LOG_LEVEL".into(), "warn".into()),
-            ("TRIBUTARY_WORKERS_CONFIG_REFRESH_MS".into(), "500".into()),
         ]
     }
 

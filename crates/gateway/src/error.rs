@@ -36,6 +36,13 @@ impl GatewayError {
         }
     }
 
+    /// Could a configuration change the snapshot does not hold yet (a new source, a rotated
+    /// token, an added secret) turn this refusal into an acceptance?
+    pub fn may_be_stale_config(&self) -> bool {
+        use tributary_sources::RequestError::{MissingSignature, SignatureMismatch};
+        matches!(self, GatewayError::UnknownToken | GatewayError::Request(MissingSignature(_) | SignatureMismatch(_)))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::UnknownToken => StatusCode::NOT_FOUND,

@@ -38,13 +38,15 @@ impl GatewayState {
 }
 
 pub fn router(state: Arc<GatewayState>, readiness: Readiness) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/integrations/receive/{token}", post(receive))
         .route("/v1/{kind}", post(tracking_api))
         // The body limit is applied (with a JSON 413) while reading; axum's own is off.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
-        .merge(health_routes(readiness))
+        .merge(health_routes(readiness));
+    // No route, wrong method: in the error shape too (fallbacks cost nothing per request).
+    tributary_runtime::http_errors::fallbacks(app)
 }
 
 /// Where the token comes from.
@@ -85,8 +87,38 @@ async fn tracking_api(State(st): State<Arc<GatewayState>>, Path(kind): Path<Stri
 
 async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let snapshot = st.cache.get();
-    let result = accept(st, &snapshot, ingress, implied, &headers, body).await;
+    let tracking_api = matches!(ingress, Ingress::WriteKey(_));
+    let result = match axum::body::to_bytes(body, st.max_body).await {
+        Err(_) => Err(unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body }))),
+        Ok(raw) => {
+            metrics::BYTES.inc_by(raw.len() as u64);
+            let snapshot = st.cache.get();
+            match accept(st, &snapshot, &ingress, implied, &headers, &raw).await {
+                // A token or secret the admin API created a moment ago may not be in the
+                // snapshot yet: ask for a current one (an epoch read, bounded per process; a
+                // reload only if the configuration changed) and try once more.
+                Err(refused) if refused.0.may_be_stale_config() => {
+                    let current = st.cache.as_of(chrono::Utc::now().timestamp_millis()).await;
+                    if Arc::ptr_eq(&current, &snapshot) {
+                        Err(refused)
+                    } else {
+                        accept(st, &current, &ingress, implied, &headers, &raw).await
+                    }
+                }
+                other => other,
+            }
+        }
+    };
+    // Segment's tracking API answers 200 `{"success": true}`, and its classic SDKs
+    // (analytics-python 1.x, rudder-sdk-python) take anything else as a failure and resend.
+    let result = result.map(|(status, mut body, t, e)| {
+        if tracking_api {
+            body["success"] = Value::Bool(true);
+            (StatusCode::OK, body, t, e)
+        } else {
+            (status, body, t, e)
+        }
+    });
     let (status, template, env) = match &result {
         Ok((s, _, t, e)) => (*s, t.as_str().to_string(), e.clone()),
         Err((e, t, env)) => (e.status(), t.clone(), env.clone()),
@@ -104,46 +136,46 @@ async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, head
     }
 }
 
+fn unknown(e: GatewayError) -> Refused {
+    (e, "unknown".to_string(), "unknown".to_string())
+}
+
 type Accepted = (StatusCode, Value, Template, String);
 type Refused = (GatewayError, String, String);
 
 async fn accept(
     st: &GatewayState,
     snapshot: &tributary_store::Snapshot,
-    ingress: Ingress,
+    ingress: &Ingress,
     implied: Option<&str>,
     headers: &HeaderMap,
-    body: Body,
+    raw: &[u8],
 ) -> Result<Accepted, Refused> {
-    let unknown = |e: GatewayError| (e, "unknown".to_string(), "unknown".to_string());
-    let raw = axum::body::to_bytes(body, st.max_body)
-        .await
-        .map_err(|_| unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body })))?;
-    metrics::BYTES.inc_by(raw.len() as u64);
     let header_list: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
         .collect();
 
     let now_ms = chrono::Utc::now().timestamp_millis();
+    let in_body;
     let token = match ingress {
-        Ingress::Url(t) => t,
-        Ingress::WriteKey(Some(k)) => k,
+        Ingress::Url(t) => t.as_str(),
+        Ingress::WriteKey(Some(k)) => k.as_str(),
         Ingress::WriteKey(None) => {
             let encoding = headers.get("content-encoding").and_then(|v| v.to_str().ok());
-            let decoded = decode_body(encoding, &raw, st.max_body).map_err(|e| unknown(e.into()))?;
-            write_key_in_body(&decoded).ok_or_else(|| unknown(GatewayError::MissingWriteKey))?
+            let decoded = decode_body(encoding, raw, st.max_body).map_err(|e| unknown(e.into()))?;
+            in_body = write_key_in_body(&decoded).ok_or_else(|| unknown(GatewayError::MissingWriteKey))?;
+            in_body.as_str()
         }
     };
-    let settings = snapshot.by_token(&token, now_ms).ok_or_else(|| unknown(GatewayError::UnknownToken))?;
-    let template = snapshot.sources.get(&settings.source).map(|s| s.template).unwrap_or(Template::Http);
+    let (settings, template) = snapshot.by_token(token, now_ms).ok_or_else(|| unknown(GatewayError::UnknownToken))?;
     let labels = |e: GatewayError| (e, template.as_str().to_string(), settings.environment.clone());
 
     let incoming = Incoming {
         template,
         settings,
         headers: &header_list,
-        body: &raw,
+        body: raw,
         max_body: st.max_body,
         now_ms,
         implied_type: implied,

@@ -9,6 +9,9 @@ use tributary_model::{EnvironmentSettings, Mapping, Source, Template};
 /// Everything the pipeline needs to know about configuration, at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// When this snapshot's load began (ms, this host's clock): every change written before it
+    /// is in it.
+    pub loaded_at: i64,
     pub sources: HashMap<String, Source>,
     /// (source, environment) → settings
     pub settings: HashMap<(String, String), EnvironmentSettings>,
@@ -19,14 +22,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The settings an ingest token opens: the current token, or a rotated-out one still inside
-    /// its grace period (`now_ms`).
-    pub fn by_token(&self, token: &str, now_ms: i64) -> Option<&EnvironmentSettings> {
+    /// The settings an ingest token opens, with its source's template: the current token, or a
+    /// rotated-out one still inside its grace period (`now_ms`). None also when the source
+    /// itself is not in this snapshot (loaded between two writes of its creation): the caller
+    /// then asks for a newer snapshot rather than guess the template.
+    pub fn by_token(&self, token: &str, now_ms: i64) -> Option<(&EnvironmentSettings, Template)> {
         let s = self.settings.get(self.tokens.get(token)?)?;
         let current = s.token == token;
         let in_grace =
             s.previous_token.as_deref() == Some(token) && s.previous_token_expires_at.is_some_and(|t| t > now_ms);
-        (current || in_grace).then_some(s)
+        let template = self.sources.get(&s.source)?.template;
+        (current || in_grace).then_some((s, template))
     }
 
     /// Build the token index (after `settings` changed).
@@ -56,7 +62,7 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 impl Store {
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let ks = &self.ks;
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot { loaded_at: now_ms(), ..Snapshot::default() };
         for s in self.list_sources().await? {
             snap.sources.insert(s.key.clone(), s);
         }
@@ -74,6 +80,30 @@ impl Store {
         }
         snap.index();
         Ok(snap)
+    }
+
+    // ---- the configuration epoch
+
+    /// Record that the configuration changed, after the change itself is written: a role that
+    /// reads a `changed_at` newer than its snapshot reloads (see [`crate::ConfigCache`]).
+    async fn touch_config(&self) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged(format!("INSERT INTO {}.config_epoch (id, changed_at) VALUES (0, ?)", self.ks), (now_ms(),))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// When the configuration last changed (ms, the writer's clock); 0 if never recorded.
+    pub async fn config_changed_at(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .session
+            .query_unpaged(format!("SELECT changed_at FROM {}.config_epoch WHERE id = 0", self.ks), &[])
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        Ok(rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?.and_then(|r| r.0).unwrap_or(0))
     }
 
     // ---- environments
@@ -96,7 +126,7 @@ impl Store {
             .query_unpaged(format!("INSERT INTO {}.environments (name, created_at) VALUES (?, ?)", self.ks), (name, now_ms()))
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 
     pub async fn delete_environment(&self, name: &str) -> Result<(), StoreError> {
@@ -104,7 +134,7 @@ impl Store {
             .query_unpaged(format!("DELETE FROM {}.environments WHERE name = ?", self.ks), (name,))
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 
     /// `development` and `production` exist from the start.
@@ -150,7 +180,7 @@ impl Store {
             )
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 
     /// Delete a source with its settings and mappings in every environment.
@@ -169,7 +199,7 @@ impl Store {
             .query_unpaged(format!("DELETE FROM {}.sources WHERE key = ?", self.ks), (key,))
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 
     // ---- settings
@@ -183,7 +213,7 @@ impl Store {
             )
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 
     pub async fn list_settings(&self, source: &str) -> Result<Vec<EnvironmentSettings>, StoreError> {
@@ -205,7 +235,7 @@ impl Store {
             )
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 
     pub async fn list_mappings(&self, source: &str, environment: &str) -> Result<Vec<Mapping>, StoreError> {
@@ -240,6 +270,6 @@ impl Store {
             )
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.touch_config().await
     }
 }

@@ -38,6 +38,9 @@ pub const TABLES: &[&str] = &[
     // events per source environment and day, for the 30-day status
     "CREATE TABLE IF NOT EXISTS {ks}.source_daily_counts (source text, environment text, day int, events counter, \
      PRIMARY KEY ((source, environment), day))",
+    // when the configuration last changed (one row, id 0): every role reads it to know whether
+    // its in-memory snapshot is behind, before it would act on a stale one (see cache.rs)
+    "CREATE TABLE IF NOT EXISTS {ks}.config_epoch (id int PRIMARY KEY, changed_at bigint)",
     // who changed what, when; one partition per day, newest first
     "CREATE TABLE IF NOT EXISTS {ks}.audit_log (day int, at bigint, id text, actor text, action text, target text, details text, \
      PRIMARY KEY (day, at, id)) WITH CLUSTERING ORDER BY (at DESC, id ASC)",

@@ -61,7 +61,13 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     ensure_topics(&cfg.kafka.brokers, &topics, cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await
         .map_err(|e| anyhow!(e))?;
-    let cache = ConfigCache::start(store.clone(), Duration::from_millis(cfg.workers.config_refresh_ms), shutdown.receiver()).await?;
+    let cache = ConfigCache::start(
+        store.clone(),
+        Duration::from_millis(cfg.workers.config_refresh_ms),
+        Duration::from_millis(cfg.workers.config_poll_ms),
+        shutdown.receiver(),
+    )
+    .await?;
     let readiness = Readiness::default();
     let mut tasks = tokio::task::JoinSet::new();
 

@@ -14,8 +14,9 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    pub fn plan(&self, record: EventRecord) -> ActionPlan {
-        let snapshot = self.cache.get();
+    pub async fn plan(&self, record: EventRecord) -> ActionPlan {
+        // Mappings saved before the event was received apply to it.
+        let snapshot = self.cache.as_of(record.received_at).await;
         let actions = match snapshot.settings_for(&record.source, &record.environment) {
             Some(settings) => plan_actions(settings, snapshot.mappings_for(&record.source, &record.environment), &record),
             None => Vec::new(),
@@ -29,7 +30,7 @@ impl Handler for Mapper {
         Box::pin(async move {
             let record: EventRecord = serde_json::from_slice(rec.payload)
                 .map_err(|e| StageError::Permanent(format!("normalized record is not an EventRecord: {e}")))?;
-            let plan = self.plan(record);
+            let plan = self.plan(record).await;
             let bytes = serde_json::to_vec(&plan).map_err(|e| StageError::Permanent(e.to_string()))?;
             self.producer
                 .send(&self.out_topic, &plan.event.partition_key(), &bytes, &[("event_id", &plan.event.event_id)])

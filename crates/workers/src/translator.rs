@@ -18,7 +18,8 @@ pub struct Translator {
 impl Translator {
     /// The pure part plus dedup: what this raw item becomes.
     pub async fn translate(&self, raw: RawEvent) -> Result<EventRecord, StageError> {
-        let snapshot = self.cache.get();
+        // A source created a moment before this event was received must be known here.
+        let snapshot = self.cache.as_of(raw.received_at).await;
         let id = event_id(&raw.request_id, raw.index);
         let mut record = EventRecord {
             event_id: id.clone(),
