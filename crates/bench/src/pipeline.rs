@@ -1,29 +1,107 @@
-//! `make bench-pipeline`: events from the gateway to their action logs, with the four roles
-//! as separate processes, against a plain loop of the same Cassandra writes.
+//! `make bench-pipeline`: events from the gateway to their action logs (exactly-once, each role
+//! its own process), against the least any pipeline that logs events and actions must write.
+//!
+//! The ceiling: each event's event-log row and action-log row, with their timeline rows, as
+//! the pipeline writes them, sent by the scylla driver with 16, 64 and 256 events in flight
+//! (the best counts). A one-at-a-time loop would measure the database's round trip, not what
+//! it can take. Both JVMs are warmed first (their JIT moves the figures), and the whole
+//! measurement runs `--runs` times (2 by default), each run reported.
+//!
+//! Beside each figure: the CQL statements the pipeline sent per event (from every worker's
+//! `tributary_store_statements_total`) and the CPU per event of every process (gateway, each
+//! stage, Kafka, Cassandra), from which the README's sizing rule is derived.
 
 use crate::load::Body;
-use crate::procs::{free_port, wait_http, Proc};
+use crate::procs::{free_port, wait_http, CpuShares, CpuUsage, Proc};
 use crate::{segment_track, Env};
+use futures::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tributary_model::{ActionLog, EventLog, Mapping, Template};
+use tributary_model::{ActionLog, EventLog, Mapping, SinkSettings, Template};
+use tributary_store::Store;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Events sent through the pipeline.
+    /// Events sent through the pipeline per run (100-event batches).
     #[arg(long, default_value = "20000")]
     events: usize,
-    /// Rows of the baseline loop.
-    #[arg(long, default_value = "3000")]
-    baseline_events: usize,
-    /// Rate (events/s) of the latency phase, single events; 0 = 30% of the measured throughput.
-    #[arg(long, default_value = "0")]
-    latency_rate: f64,
-    /// Length of the latency phase.
+    /// Events of each ceiling measurement (per concurrency level).
+    #[arg(long, default_value = "10000")]
+    ceiling_events: usize,
+    /// Events of the warm-up (ceiling and pipeline each), not reported.
+    #[arg(long, default_value = "5000")]
+    warmup_events: usize,
+    /// Measurement runs (each: ceiling sweep and pipeline maximum).
+    #[arg(long, default_value = "2")]
+    runs: usize,
+    /// Length of the half-load latency phase.
     #[arg(long, default_value = "20")]
     latency_secs: u64,
+    /// Seconds at half of the maximum, printing each stage's lag and each role's memory every
+    /// minute (0: skip).
+    #[arg(long, default_value = "0")]
+    soak_secs: u64,
+    /// Also run the scaling run: an HTTP sink answering after 50 ms, 1, 2 and 4 executors.
+    #[arg(long)]
+    scaling: bool,
+}
+
+const LEVELS: [usize; 3] = [16, 64, 256];
+const STAGES: [&str; 4] = ["translator", "mapper", "executor", "action-log-writer"];
+
+struct Fleet {
+    procs: Vec<Proc>,
+    /// (role, health or gateway port)
+    ports: Vec<(String, u16)>,
+    url: String,
+}
+
+impl Fleet {
+    /// translator, mapper, `executors` executors and the gateway, each its own process.
+    fn start(env: &Env, token: &str, executors: usize, log_tag: &str) -> Fleet {
+        let log_dir = env.bin_dir.join("bench-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let gw_port = free_port();
+        let mut roles: Vec<String> = vec!["translator".into(), "mapper".into()];
+        roles.extend((0..executors).map(|i| format!("executor-{i}")));
+        roles.push("gateway".into());
+        let (mut procs, mut ports) = (Vec::new(), Vec::new());
+        for name in roles {
+            let role = name.split('-').next().unwrap();
+            let health = free_port();
+            let mut cfg = env.config();
+            cfg.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN".into(), format!("127.0.0.1:{health}")));
+            cfg.push(("TRIBUTARY_GATEWAY_LISTEN".into(), format!("127.0.0.1:{gw_port}")));
+            cfg.push(("TRIBUTARY_WORKERS_INSTANCE_ID".into(), format!("bench-{name}")));
+            let log = log_dir.join(format!("pipeline-{log_tag}-{name}.log")).display().to_string();
+            procs.push(Proc::spawn(&name, &env.tributary(), &[role], &cfg, &log));
+            let port = if role == "gateway" { gw_port } else { health };
+            wait_http(port, "/readyz", Duration::from_secs(60));
+            ports.push((name, port));
+        }
+        Fleet { procs, ports, url: format!("http://127.0.0.1:{gw_port}/integrations/receive/{token}") }
+    }
+
+    fn workers(&self) -> impl Iterator<Item = &(String, u16)> {
+        self.ports.iter().filter(|(n, _)| n != "gateway")
+    }
+
+    fn pids(&self) -> Vec<(&'static str, u32)> {
+        // CpuShares names are static: leak the few names of a bench run.
+        self.procs.iter().map(|p| (&*Box::leak(p.name.clone().into_boxed_str()), p.child.id())).collect()
+    }
+
+    async fn statements(&self) -> f64 {
+        let mut total = 0.0;
+        for (_, port) in self.workers() {
+            total += sample_sum(&crate::procs::scrape(*port).await, "tributary_store_statements_total", "");
+        }
+        total
+    }
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
@@ -31,174 +109,305 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     env.migrate();
     let store = env.store().await;
     let token = env.source(&store, "shop", Template::Segment).await;
-    store
-        .put_mapping(&Mapping {
-            id: "m-trigger".into(),
-            source: "shop".into(),
-            environment: "development".into(),
-            event_type: "track".into(),
-            event_name: Some("Order Completed".into()),
-            action_type: "trigger_workflow".into(),
-            parameters: json!({"workflow": "order-completed"}).as_object().unwrap().clone(),
-            filter: None,
-            active: true,
-            created_at: 0,
-            updated_at: 0,
-        })
-        .await?;
+    store.put_mapping(&trigger_mapping("shop")).await?;
+    let fleet = Fleet::start(&env, &token, 1, "main");
 
-    // Baseline: the same two rows per event (event log + action log, with their timelines),
-    // written by a plain loop of prepared statements, one at a time.
-    let t = Instant::now();
-    for i in 0..a.baseline_events {
-        let (e, ac) = rows(i);
-        store.write_event_log(&e, 86_400).await?;
-        store.write_action_log(&ac, Some("order-completed"), 86_400).await?;
-    }
-    let baseline = a.baseline_events as f64 / t.elapsed().as_secs_f64();
+    println!("# pipeline benchmark (gateway → translator → mapper → executor → Cassandra, each its own process, exactly-once)\n");
+    eprintln!("warming up both JVMs: {} ceiling events and {} pipeline events", a.warmup_events, a.warmup_events);
+    ceiling(&store, a.warmup_events, 64, "warm").await?;
+    pipeline_max(&store, &fleet, a.warmup_events, 0).await?;
 
-    let log_dir = env.bin_dir.join("bench-logs");
-    std::fs::create_dir_all(&log_dir)?;
-    let mut procs = Vec::new();
-    let mut health_ports = Vec::new();
-    let gw_port = free_port();
-    for role in ["translator", "mapper", "executor", "gateway"] {
-        let health = free_port();
-        if role != "gateway" {
-            health_ports.push((role, health));
+    println!("| run | two-row ceiling, events/s (16 / 64 / 256 in flight) | pipeline, events/s | pipeline / two-row ceiling | CQL statements per event | delay p50 / p99 / max at maximum, ms |");
+    println!("|---|---|---|---|---|---|");
+    let mut best_pipeline = 0.0f64;
+    let mut cpu_rows = Vec::new();
+    for run in 1..=a.runs {
+        let mut levels = Vec::new();
+        for k in LEVELS {
+            levels.push(ceiling(&store, a.ceiling_events, k, &format!("r{run}k{k}")).await?);
         }
-        let mut cfg = env.config();
-        cfg.push(("TRIBUTARY_WORKERS_HEALTH_LISTEN".into(), format!("127.0.0.1:{health}")));
-        cfg.push(("TRIBUTARY_GATEWAY_LISTEN".into(), format!("127.0.0.1:{gw_port}")));
-        procs.push(Proc::spawn(role, &env.tributary(), &[role], &cfg, &log_dir.join(format!("pipeline-{role}.log")).display().to_string()));
-        wait_http(if role == "gateway" { gw_port } else { health }, "/readyz", Duration::from_secs(60));
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    // send every event once, in 100-event batches
-    let bodies: Vec<Body> = (0..a.events / 100)
-        .map(|b| {
-            let items: Vec<serde_json::Value> = (0..100).map(|k| segment_track((b * 100 + k) as u64)).collect();
-            Body { bytes: Arc::new(json!({"batch": items}).to_string().into_bytes()), events: 100 }
-        })
-        .collect();
-    let url = format!("http://127.0.0.1:{gw_port}/integrations/receive/{token}");
-    let started = chrono::Utc::now().timestamp_millis();
-    let send = crate::load::client();
-    let mut futs = Vec::new();
-    for chunk in bodies.chunks((bodies.len() / 4).max(1)) {
-        let (c, u, chunk) = (send.clone(), url.clone(), chunk.to_vec());
-        futs.push(tokio::spawn(async move {
-            for b in chunk {
-                let r = c.post(&u).body(b.bytes.as_ref().clone()).send().await.expect("send");
-                assert!(r.status().is_success());
-            }
-        }));
-    }
-    for f in futs {
-        f.await?;
-    }
-    let sent_ms = chrono::Utc::now().timestamp_millis() - started;
-
-
-    // wait for every action log
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let expected = a.events;
-    let actions = loop {
-        // the database is busy with the pipeline's writes: a timed-out count is retried
-        match store.action_times("development", started).await {
-            Ok(acts) if acts.len() >= expected || Instant::now() > deadline => break acts,
-            Ok(_) => {}
-            Err(e) => eprintln!("(count not read this time: {e})"),
-        }
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-    };
-    let events: HashMap<String, i64> = store.event_times("development", started).await?.into_iter().collect();
-    let mut delays: Vec<i64> = actions
-        .iter()
-        .filter(|(_, t)| *t >= started)
-        .filter_map(|(id, t)| events.get(id).filter(|r| **r >= started).map(|r| t - r))
-        .collect();
-    delays.sort_unstable();
-    let done = actions.iter().map(|(_, t)| *t).max().unwrap_or(started);
-    let n = delays.len();
-    let eps = n as f64 / ((done - started).max(1) as f64 / 1000.0);
-    let pct = |p: f64| delays.get(((n.max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
-    println!("# pipeline benchmark (gateway → translator → mapper → executor → Cassandra, each its own process)\n");
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!("| events sent (100-event batches) | {} in {} ms |", a.events, sent_ms);
-    println!("| events with an action log | {n} |");
-    println!("| pipeline throughput, gateway → action log | {eps:.0} events/s |");
-    println!("| baseline: plain prepared-statement loop, same rows, 1 in flight | {baseline:.0} events/s |");
-    println!("| pipeline / baseline | {:.2} |", eps / baseline);
-    println!("| delay receipt → action log p50 / p99 / max | {} / {} / {} ms |", pct(0.5), pct(0.99), pct(1.0));
-    let cpu: Vec<String> = procs.iter().map(|p| format!("{} {:.1}s", p.name, p.cpu_secs())).collect();
-    println!("| CPU used per process (throughput phase) | {} |", cpu.join(", "));
-
-    // Latency at a sustainable rate: single events at a fixed rate, delay of each.
-    let rate = if a.latency_rate > 0.0 { a.latency_rate } else { (eps * 0.3).max(10.0) };
-    // every event its own message id (a repeated one would be a duplicate, with no action)
-    let singles: Vec<Body> = (0..(rate * a.latency_secs as f64) as usize + 16)
-        .map(|i| Body { bytes: Arc::new(segment_track(1_000_000 + i as u64).to_string().into_bytes()), events: 1 })
-        .collect();
-    let before = scrape_all(&health_ports).await;
-    let phase_start = chrono::Utc::now().timestamp_millis();
-    let r = crate::load::open_loop(&url, &singles, rate, 256, Duration::from_secs(a.latency_secs)).await;
-    let want = r.events as usize;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut delays: Vec<i64> = Vec::new();
-    while Instant::now() < deadline {
-        if let (Ok(acts), Ok(evs)) = (store.action_times("development", phase_start).await, store.event_times("development", phase_start).await) {
-            let evs: HashMap<String, i64> = evs.into_iter().filter(|(_, t)| *t >= phase_start).collect();
-            delays = acts.iter().filter_map(|(id, t)| evs.get(id).map(|r| t - r)).collect();
-            if delays.len() >= want {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let after = scrape_all(&health_ports).await;
-    delays.sort_unstable();
-    let n = delays.len();
-    let q = |p: f64| delays.get(((n.max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
-    println!("| latency phase: {rate:.0} events/s for {}s (30% of throughput), gateway p99 | {:.1} ms |", a.latency_secs, r.pct(0.99));
-    println!("| latency phase: delay receipt → action log p50 / p99 / max ({n} events) | {} / {} / {} ms |", q(0.5), q(0.99), q(1.0));
-    // Where the time goes, per stage, over the latency phase (means from the workers' histograms).
-    for (role, _) in &health_ports {
-        let mean = |name: &str, labels: &str, scale: f64| {
-            let delta = |suffix: &str| {
-                let series = format!("{name}{suffix}");
-                sample_sum(&after[*role], &series, labels) - sample_sum(&before[*role], &series, labels)
-            };
-            let (sum, count) = (delta("_sum"), delta("_count"));
-            if count > 0.0 { format!("{:.1}", sum / count * scale) } else { "-".into() }
-        };
+        let best = levels.iter().cloned().fold(0.0, f64::max);
+        let stmts_before = fleet.statements().await;
+        let shares = CpuShares::start(&fleet.pids());
+        let m = pipeline_max(&store, &fleet, a.events, run as u64 * 10_000_000).await?;
+        let usage = shares.usage();
+        let per_event = (fleet.statements().await - stmts_before) / m.events as f64;
+        best_pipeline = best_pipeline.max(m.eps);
         println!(
-            "| latency phase, {role}: mean delay at end of stage / commit time / records per transaction | {} ms / {} ms / {} |",
-            mean("tributary_pipeline_delay_seconds", &format!("stage=\"{role}\""), 1000.0),
-            mean("tributary_stage_commit_seconds", "", 1000.0),
-            mean("tributary_stage_batch_records", "", 1.0),
+            "| {run} | **{:.0}** ({}) | **{:.0}** | **{:.2}** | {per_event:.2} | {} / {} / {} |",
+            best,
+            levels.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" / "),
+            m.eps,
+            m.eps / best,
+            m.p50,
+            m.p99,
+            m.max
         );
+        cpu_rows.push((run, m.events, usage));
+    }
+    println!("\nCPU per event at the pipeline's maximum (µs; `machine` is every core's busy time):\n");
+    for (run, events, usage) in &cpu_rows {
+        println!("- run {run}: {}", usage.micros_per(*events as f64));
+    }
+    sizing(&cpu_rows);
+
+    // Half of the maximum, single events: the delay an event sees when the fleet keeps up.
+    let rate = (best_pipeline * 0.5).max(10.0);
+    let lat = latency_phase(&store, &fleet, rate, a.latency_secs, 20_000_000).await;
+    println!(
+        "\n| half load: {rate:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
+        a.latency_secs, lat.p50, lat.p99, lat.max, lat.events, lat.gateway_p99_ms
+    );
+    println!("|---|---|---|");
+
+    if a.soak_secs > 0 {
+        soak(&env, &store, &fleet, rate, a.soak_secs).await;
+    }
+    drop(fleet);
+    if a.scaling {
+        scaling(&env, &store).await?;
     }
     let _ = store.drop_keyspace().await;
     let _ = tributary_bus::delete_topics(&env.kafka, &tributary_bus::Topics::new(&env.prefix)).await;
     Ok(())
 }
 
-fn rows(i: usize) -> (EventLog, ActionLog) {
+fn trigger_mapping(source: &str) -> Mapping {
+    Mapping {
+        id: format!("m-trigger-{source}"),
+        source: source.into(),
+        environment: "development".into(),
+        event_type: "track".into(),
+        event_name: Some("Order Completed".into()),
+        action_type: "trigger_workflow".into(),
+        parameters: json!({"workflow": "order-completed"}).as_object().unwrap().clone(),
+        filter: None,
+        active: true,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// The two-row ceiling: `events` events' log rows (event log + action log with their
+/// timelines, as the pipeline writes them), `in_flight` events at a time. Events/s.
+async fn ceiling(store: &Store, events: usize, in_flight: usize, tag: &str) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut writes = futures::stream::iter(0..events)
+        .map(|i| {
+            let (e, ac) = rows(i, tag);
+            async move {
+                let (a, b) = futures::join!(store.write_event_log(&e, 86_400), store.write_action_log(&ac, Some("order-completed"), 86_400));
+                a.and(b)
+            }
+        })
+        .buffer_unordered(in_flight);
+    while let Some(r) = writes.next().await {
+        r?;
+    }
+    Ok(events as f64 / t.elapsed().as_secs_f64())
+}
+
+struct Maximum {
+    events: usize,
+    eps: f64,
+    p50: i64,
+    p99: i64,
+    max: i64,
+}
+
+/// Send `events` events in 100-event batches as fast as the gateway takes them; the pipeline's
+/// rate is events over the time from the first send to the last action log.
+async fn pipeline_max(store: &Store, fleet: &Fleet, events: usize, id_base: u64) -> anyhow::Result<Maximum> {
+    let bodies: Vec<Body> = (0..events.div_ceil(100))
+        .map(|b| {
+            let items: Vec<serde_json::Value> = (0..100).map(|k| segment_track(id_base + (b * 100 + k) as u64)).collect();
+            Body { bytes: Arc::new(json!({"batch": items}).to_string().into_bytes()), events: 100 }
+        })
+        .collect();
+    let sent = bodies.len() * 100;
+    let started = chrono::Utc::now().timestamp_millis();
+    let send = crate::load::client();
+    let mut futs = Vec::new();
+    for chunk in bodies.chunks((bodies.len() / 4).max(1)) {
+        let (c, u, chunk) = (send.clone(), fleet.url.clone(), chunk.to_vec());
+        futs.push(tokio::spawn(async move {
+            for b in chunk {
+                let r = c.post(&u).body(b.bytes.as_ref().clone()).send().await.expect("send");
+                assert!(r.status().is_success(), "gateway answered {}", r.status());
+            }
+        }));
+    }
+    for f in futs {
+        f.await?;
+    }
+    let delays = wait_for_actions(store, started, sent, Duration::from_secs(900)).await;
+    let done = delays.iter().map(|(_, t)| *t).max().unwrap_or(started);
+    let mut d: Vec<i64> = delays.iter().map(|(d, _)| *d).collect();
+    d.sort_unstable();
+    let pct = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
+    Ok(Maximum {
+        events: d.len(),
+        eps: d.len() as f64 / ((done - started).max(1) as f64 / 1000.0),
+        p50: pct(0.5),
+        p99: pct(0.99),
+        max: pct(1.0),
+    })
+}
+
+/// (delay receipt → action log, action log time) of every action logged since `since`, once
+/// `expected` are there (or the deadline passed).
+async fn wait_for_actions(store: &Store, since: i64, expected: usize, wait: Duration) -> Vec<(i64, i64)> {
+    let deadline = Instant::now() + wait;
+    loop {
+        // the database is busy with the pipeline's writes: a timed-out read is retried
+        if let (Ok(acts), Ok(evs)) = (store.action_times("development", since).await, store.event_times("development", since).await) {
+            if acts.len() >= expected || Instant::now() > deadline {
+                let evs: HashMap<String, i64> = evs.into_iter().collect();
+                return acts.iter().filter_map(|(id, t)| evs.get(id).map(|r| (t - r, *t))).collect();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+struct Latency {
+    events: usize,
+    p50: i64,
+    p99: i64,
+    max: i64,
+    gateway_p99_ms: f64,
+}
+
+async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_base: u64) -> Latency {
+    // every event its own message id (a repeated one would be a duplicate, with no action)
+    let singles: Vec<Body> = (0..(rate * secs as f64) as usize + 16)
+        .map(|i| Body { bytes: Arc::new(segment_track(id_base + i as u64).to_string().into_bytes()), events: 1 })
+        .collect();
+    let since = chrono::Utc::now().timestamp_millis();
+    let r = crate::load::open_loop(&fleet.url, &singles, rate, 256, Duration::from_secs(secs)).await;
+    let mut d: Vec<i64> = wait_for_actions(store, since, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
+    d.sort_unstable();
+    let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
+    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99) }
+}
+
+/// Events/s one core carries in each stage, from the CPU per event of the best run.
+fn sizing(rows: &[(usize, usize, CpuUsage)]) {
+    let Some((_, events, usage)) = rows.last() else { return };
+    println!("\nSizing (last run): events/s one core carries per role, 1e6 / µs per event:\n");
+    let mut parts = Vec::new();
+    for (name, secs) in &usage.procs {
+        let us = secs / (*events as f64) * 1e6;
+        if us > 0.0 {
+            parts.push(format!("{name} {:.0}", 1e6 / us));
+        }
+    }
+    println!("- {}", parts.join(", "));
+}
+
+/// Each stage's consumer lag (records), from its group's committed offsets and the topic's
+/// high watermarks.
+fn lags(env: &Env) -> Vec<(&'static str, i64)> {
+    let topics = tributary_bus::Topics::new(&env.prefix);
+    let pairs = [
+        ("translator", topics.raw.clone()),
+        ("mapper", topics.normalized.clone()),
+        ("executor", topics.actions.clone()),
+        ("action-log-writer", topics.action_logs.clone()),
+    ];
+    pairs
+        .iter()
+        .zip(STAGES)
+        .map(|((stage, topic), name)| (name, lag_of(&env.kafka, &format!("{}-{stage}", env.prefix), topic).unwrap_or(-1)))
+        .collect()
+}
+
+fn lag_of(brokers: &str, group: &str, topic: &str) -> Option<i64> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().ok()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+    let parts: Vec<i32> = md.topics().first()?.partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition(topic, *p);
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(5)).ok()?;
+    let mut lag = 0;
+    for p in parts {
+        let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(5)).ok()?;
+        let done = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        };
+        lag += (high - done).max(0);
+    }
+    Some(lag)
+}
+
+/// `secs` at `rate`: every minute, each stage's lag and each role's memory.
+async fn soak(env: &Env, store: &Store, fleet: &Fleet, rate: f64, secs: u64) {
+    println!("\n## Soak: {rate:.0} events/s for {secs} s (half of the maximum)\n");
+    println!("| minute | lag: {} | RSS MiB: {} |", STAGES.join(" / "), fleet.procs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(" / "));
+    println!("|---|---|---|");
+    let minutes = secs.div_ceil(60);
+    let since = chrono::Utc::now().timestamp_millis();
+    let mut sent = 0u64;
+    for m in 1..=minutes {
+        let singles: Vec<Body> = (0..(rate * 60.0) as usize + 16)
+            .map(|i| Body { bytes: Arc::new(segment_track(30_000_000 + m * 1_000_000 + i as u64).to_string().into_bytes()), events: 1 })
+            .collect();
+        let r = crate::load::open_loop(&fleet.url, &singles, rate, 256, Duration::from_secs(60.min(secs))).await;
+        sent += r.events;
+        let lag: Vec<String> = lags(env).iter().map(|(_, l)| l.to_string()).collect();
+        let rss: Vec<String> = fleet.procs.iter().map(|p| format!("{:.0}", p.rss_mib())).collect();
+        println!("| {m} | {} | {} |", lag.join(" / "), rss.join(" / "));
+    }
+    let done = wait_for_actions(store, since, sent as usize, Duration::from_secs(300)).await.len();
+    println!("\nsoak: {sent} events acknowledged, {done} with an action log");
+}
+
+/// 1, 2 and 4 executors on 8 partitions, each action an HTTP call answered after 50 ms.
+async fn scaling(env: &Env, store: &Store) -> anyhow::Result<()> {
+    let port = free_port();
+    tokio::spawn(async move {
+        use axum::routing::post;
+        let app = axum::Router::new().fallback(post(|| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (axum::http::StatusCode::OK, "{}")
+        }));
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        axum::serve(l, app).await.unwrap();
+    });
+    println!("\n## Scaling: HTTP sink answering after 50 ms, 8 partitions\n");
+    println!("| executors | events/s | per executor |");
+    println!("|---|---|---|");
+    for n in [1usize, 2, 4] {
+        let key = format!("http{n}");
+        let token = env.source(store, &key, Template::Segment).await;
+        let mut settings = store.get_settings(&key, "development").await?.expect("settings");
+        settings.sink = SinkSettings::Http { base_url: format!("http://127.0.0.1:{port}"), api_key: "bench-key".into() };
+        store.put_settings(&settings).await?;
+        store.put_mapping(&trigger_mapping(&key)).await?;
+        let fleet = Fleet::start(env, &token, n, &format!("scale{n}"));
+        let m = pipeline_max(store, &fleet, 4000, 40_000_000 + n as u64 * 1_000_000).await?;
+        println!("| {n} | {:.0} | {:.0} |", m.eps, m.eps / n as f64);
+        drop(fleet);
+    }
+    Ok(())
+}
+
+fn rows(i: usize, tag: &str) -> (EventLog, ActionLog) {
     let now = chrono::Utc::now().timestamp_millis();
-    let id = format!("baseline-{i}");
+    let id = format!("ceiling-{tag}-{i}");
     let item = segment_track(i as u64);
     (
         EventLog {
             event_id: id.clone(),
-            request_id: "baseline".into(),
-            source: "baseline".into(),
-            environment: "baseline".into(),
+            request_id: "ceiling".into(),
+            source: "ceiling".into(),
+            environment: "ceiling".into(),
             event_type: Some("track".into()),
             name: Some("Order Completed".into()),
-            user_id: Some("u".into()),
+            user_id: Some(format!("user-{}", i % 5000)),
             status: "processed".into(),
             error_code: None,
             error_message: None,
@@ -214,12 +423,12 @@ fn rows(i: usize) -> (EventLog, ActionLog) {
             action_id: format!("{id}-a"),
             event_id: id,
             mapping_id: "m".into(),
-            source: "baseline".into(),
-            environment: "baseline".into(),
+            source: "ceiling".into(),
+            environment: "ceiling".into(),
             action_type: "trigger_workflow".into(),
             status: "success".into(),
             parameters: json!({"workflow": "order-completed"}),
-            payload: Some(json!({"workflow": "order-completed", "recipients": ["u"], "data": item["properties"]})),
+            payload: Some(json!({"workflow": "order-completed", "recipients": [format!("user-{}", i % 5000)], "data": item["properties"]})),
             result: Some(json!({"sink": "kafka"})),
             error: None,
             attempts: 1,
@@ -229,15 +438,6 @@ fn rows(i: usize) -> (EventLog, ActionLog) {
             ttl: None,
         },
     )
-}
-
-/// Every role's `/metrics` text.
-async fn scrape_all(ports: &[(&'static str, u16)]) -> HashMap<&'static str, String> {
-    let mut out = HashMap::new();
-    for (role, port) in ports {
-        out.insert(*role, crate::procs::scrape(*port).await);
-    }
-    out
 }
 
 /// The sum of the samples of series `name` whose labels contain `labels` (Prometheus text).

@@ -21,11 +21,6 @@ impl Proc {
         Proc { child, name: name.to_string() }
     }
 
-    /// user + system CPU seconds so far.
-    pub fn cpu_secs(&self) -> f64 {
-        cpu_secs_of(self.child.id())
-    }
-
     /// Resident memory in MiB.
     pub fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -104,6 +99,9 @@ impl CpuShares {
         pids.push(("load generator", std::process::id()));
         if let Some(k) = find_pid("kafka.Kafka") {
             pids.push(("Kafka", k));
+        }
+        if let Some(c) = find_pid("org.apache.cassandra.service.CassandraDaemon") {
+            pids.push(("Cassandra", c));
         }
         let start = pids.iter().map(|(_, p)| cpu_secs_of(*p)).collect();
         CpuShares { pids, start, machine: machine_busy_secs(), at: Instant::now() }

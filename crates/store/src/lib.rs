@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod counted;
 pub mod entities;
 pub mod logs;
 pub mod paging;
@@ -19,7 +20,6 @@ pub use cache::ConfigCache;
 pub use config::Snapshot;
 pub use entities::Claim;
 
-use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use std::sync::Arc;
 use thiserror::Error;
@@ -81,7 +81,7 @@ pub struct StoreSettings {
 /// A connected store with its statements prepared.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) session: Arc<Session>,
+    pub(crate) session: Arc<counted::CountedSession>,
     pub(crate) ks: String,
     pub(crate) stmts: Arc<schema::Statements>,
 }
@@ -96,14 +96,14 @@ impl Store {
         let session = b.build().await.map_err(unavailable)?;
         schema::migrate(&session, &s.keyspace, &s.replication).await?;
         let stmts = schema::Statements::prepare(&session, &s.keyspace).await?;
-        Ok(Store { session: Arc::new(session), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
+        Ok(Store { session: Arc::new(counted::CountedSession(session)), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
     }
 
     /// Connect without creating anything (statements are prepared only if the schema exists).
     pub async fn connect_existing(s: &StoreSettings) -> Result<Store, StoreError> {
         let session = SessionBuilder::new().known_nodes(&s.nodes).build().await.map_err(unavailable)?;
         let stmts = schema::Statements::prepare(&session, &s.keyspace).await?;
-        Ok(Store { session: Arc::new(session), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
+        Ok(Store { session: Arc::new(counted::CountedSession(session)), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
     }
 
     pub fn keyspace(&self) -> &str {

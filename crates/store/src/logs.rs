@@ -252,33 +252,36 @@ impl Store {
 }
 
 impl Store {
-    /// (event_id, received_at) of every event of one environment and day (benchmarks, checks).
-    pub async fn event_times(&self, environment: &str, day_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.times(format!("SELECT event_id, received_at FROM {}.event_log_timeline WHERE environment = ? AND day = ?", self.ks), environment, day_ms)
+    /// (event_id, received_at) of every event of one environment received since `since_ms`
+    /// (benchmarks, checks).
+    pub async fn event_times(&self, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.times(format!("SELECT event_id, received_at FROM {}.event_log_timeline WHERE environment = ? AND day = ? AND received_at >= ?", self.ks), environment, since_ms)
             .await
     }
 
-    /// (event_id, inserted_at) of every action of one environment and day.
-    pub async fn action_times(&self, environment: &str, day_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.times(format!("SELECT event_id, inserted_at FROM {}.action_log_timeline WHERE environment = ? AND day = ?", self.ks), environment, day_ms)
+    /// (event_id, inserted_at) of every action of one environment logged since `since_ms`.
+    pub async fn action_times(&self, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.times(format!("SELECT event_id, inserted_at FROM {}.action_log_timeline WHERE environment = ? AND day = ? AND inserted_at >= ?", self.ks), environment, since_ms)
             .await
     }
 
-    async fn times(&self, q: String, environment: &str, day_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut st = scylla::statement::Statement::new(q);
-        st.set_page_size(5000);
-        let mut pager = self
-            .session
-            .query_iter(st, (environment, day_of(day_ms)))
-            .await
-            .map_err(unavailable)?
-            .rows_stream::<(Option<String>, Option<i64>)>()
-            .map_err(unavailable)?;
+    async fn times(&self, q: String, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        use futures::StreamExt;
-        while let Some(r) = pager.next().await {
-            let (id, t) = r.map_err(unavailable)?;
-            out.push((id.unwrap_or_default(), t.unwrap_or(0)));
+        for day in day_of(since_ms)..=day_of(now_ms()) {
+            let mut st = scylla::statement::Statement::new(q.clone());
+            st.set_page_size(5000);
+            let mut pager = self
+                .session
+                .query_iter(st, (environment, day, since_ms))
+                .await
+                .map_err(unavailable)?
+                .rows_stream::<(Option<String>, Option<i64>)>()
+                .map_err(unavailable)?;
+            use futures::StreamExt;
+            while let Some(r) = pager.next().await {
+                let (id, t) = r.map_err(unavailable)?;
+                out.push((id.unwrap_or_default(), t.unwrap_or(0)));
+            }
         }
         Ok(out)
     }

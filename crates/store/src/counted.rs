@@ -1,0 +1,48 @@
+//! The driver's session, counting every statement it sends.
+//!
+//! `tributary_store_statements_total` is how many CQL statements a process has sent (a paged
+//! read counts once): the bench divides it by events to show what one event costs the
+//! database, a figure that has to come from what ran, not from reading the code.
+
+use scylla::client::pager::QueryPager;
+use scylla::client::session::Session;
+use scylla::errors::{ExecutionError, PagerExecutionError};
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Statement;
+use std::sync::LazyLock;
+
+pub static STATEMENTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    let c = prometheus::IntCounter::new("tributary_store_statements_total", "CQL statements sent to the database").unwrap();
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+
+pub struct CountedSession(pub(crate) Session);
+
+impl CountedSession {
+    pub async fn execute_unpaged(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
+        STATEMENTS.inc();
+        self.0.execute_unpaged(st, values).await
+    }
+
+    pub async fn query_unpaged(&self, st: impl Into<Statement>, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
+        STATEMENTS.inc();
+        self.0.query_unpaged(st, values).await
+    }
+
+    pub async fn query_iter(&self, st: impl Into<Statement>, values: impl SerializeRow) -> Result<QueryPager, PagerExecutionError> {
+        STATEMENTS.inc();
+        self.0.query_iter(st, values).await
+    }
+
+    pub async fn batch(
+        &self,
+        batch: &scylla::statement::batch::Batch,
+        values: impl scylla::serialize::batch::BatchValues,
+    ) -> Result<QueryResult, ExecutionError> {
+        STATEMENTS.inc_by(batch.statements.len() as u64);
+        self.0.batch(batch, values).await
+    }
+}
