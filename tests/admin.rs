@@ -213,13 +213,20 @@ async fn logs_paging_rehearse_replay_and_token_rotation() {
     let ids = c.admin_ok("GET", "/v1/environments/development/actions?action_type=identify_user&limit=500", None);
     assert_eq!(ids["actions"].as_array().unwrap().len(), 60);
 
-    // known events, status, users
-    let known = c.admin_ok("GET", &format!("{base}/known-events"), None);
-    let oc = known["events"].as_array().unwrap().iter().find(|e| e["name"] == "Order Completed").unwrap().clone();
-    assert_eq!(oc["count"], 60);
+    // known events and status: counts are added up in memory and flushed each second
+    let oc = eventually(Duration::from_secs(10), "known-event counts flushed", || {
+        let v = c.admin_ok("GET", &format!("{base}/known-events"), None);
+        let oc = v["events"].as_array().unwrap().iter().find(|e| e["name"] == "Order Completed").cloned();
+        async move { oc.filter(|e| e["count"] == 60) }
+    })
+    .await;
     assert!(oc["last_seen"].as_i64().unwrap() > 0);
-    let status = c.admin_ok("GET", &format!("{base}/status"), None);
-    assert_eq!((status["events_count"].clone(), status["mappings_count"].clone()), (json!(120), json!(2)));
+    let status = eventually(Duration::from_secs(10), "daily counts flushed", || {
+        let v = c.admin_ok("GET", &format!("{base}/status"), None);
+        async move { (v["events_count"] == json!(120)).then_some(v) }
+    })
+    .await;
+    assert_eq!(status["mappings_count"], json!(2));
     let user = c.admin_ok("GET", "/v1/environments/development/users/u0", None);
     assert!(user["properties"]["n"].is_number(), "{user}");
 

@@ -10,16 +10,19 @@
 pub mod cache;
 pub mod config;
 pub mod counted;
+mod counters;
 pub mod entities;
 pub mod logs;
 pub mod paging;
 pub mod schema;
 pub mod stats;
+pub mod timeline;
 
 pub use cache::ConfigCache;
 pub use config::Snapshot;
 pub use entities::Claim;
 
+use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use std::sync::Arc;
 use thiserror::Error;
@@ -84,6 +87,10 @@ pub struct Store {
     pub(crate) session: Arc<counted::CountedSession>,
     pub(crate) ks: String,
     pub(crate) stmts: Arc<schema::Statements>,
+    /// Buckets a timeline slice is spread over when written (timeline.rs).
+    pub(crate) buckets: i32,
+    pub(crate) slices: Arc<timeline::SliceIndex>,
+    pub(crate) counters: Arc<counters::Counters>,
 }
 
 impl Store {
@@ -96,14 +103,32 @@ impl Store {
         let session = b.build().await.map_err(unavailable)?;
         schema::migrate(&session, &s.keyspace, &s.replication).await?;
         let stmts = schema::Statements::prepare(&session, &s.keyspace).await?;
-        Ok(Store { session: Arc::new(counted::CountedSession(session)), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
+        Ok(Store::with(session, &s.keyspace, stmts))
     }
 
     /// Connect without creating anything (statements are prepared only if the schema exists).
     pub async fn connect_existing(s: &StoreSettings) -> Result<Store, StoreError> {
         let session = SessionBuilder::new().known_nodes(&s.nodes).build().await.map_err(unavailable)?;
         let stmts = schema::Statements::prepare(&session, &s.keyspace).await?;
-        Ok(Store { session: Arc::new(counted::CountedSession(session)), ks: s.keyspace.clone(), stmts: Arc::new(stmts) })
+        Ok(Store::with(session, &s.keyspace, stmts))
+    }
+
+    fn with(session: Session, keyspace: &str, stmts: schema::Statements) -> Store {
+        Store {
+            session: Arc::new(counted::CountedSession(session)),
+            ks: keyspace.to_string(),
+            stmts: Arc::new(stmts),
+            buckets: timeline::DEFAULT_BUCKETS,
+            slices: Arc::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Spread timeline slices written from now on over `buckets` partitions
+    /// (`cassandra.timeline_buckets`).
+    pub fn with_timeline_buckets(mut self, buckets: i32) -> Store {
+        self.buckets = buckets.max(1);
+        self
     }
 
     pub fn keyspace(&self) -> &str {

@@ -1,8 +1,10 @@
 //! Event logs and action logs. Each is written with a TTL from the environment's retention,
 //! once to its own table (keyed by id, so a retried write is an idempotent upsert) and once to
-//! a timeline partition `(environment, day)` that lists newest first.
+//! its timeline (timeline.rs: a partition per environment, minute and bucket) that lists
+//! newest first.
 
-use crate::{day_of, db, now_ms, unavailable, Store, StoreError};
+use crate::timeline::{bucket_of, slice_of, Kind};
+use crate::{db, now_ms, unavailable, Store, StoreError};
 use serde_json::Value;
 use tributary_model::{ActionLog, EventLog};
 
@@ -110,7 +112,8 @@ impl Store {
                 &st.insert_event_timeline,
                 (
                     &log.environment,
-                    day_of(log.received_at),
+                    slice_of(log.received_at),
+                    bucket_of(&log.event_id, self.buckets),
                     log.received_at,
                     &log.event_id,
                     &log.source,
@@ -121,10 +124,11 @@ impl Store {
                     ttl_secs,
                 ),
             );
-        let (a, b) = futures::join!(row, timeline);
+        let index = self.index_slice(&log.environment, Kind::Events, log.received_at, ttl_secs);
+        let (a, b, c) = futures::join!(row, timeline, index);
         a.map_err(db)?;
         b.map_err(db)?;
-        Ok(())
+        c
     }
 
     pub async fn get_event_log(&self, event_id: &str) -> Result<Option<EventLog>, StoreError> {
@@ -186,7 +190,8 @@ impl Store {
                 &st.insert_action_timeline,
                 (
                     &log.environment,
-                    day_of(log.inserted_at),
+                    slice_of(log.inserted_at),
+                    bucket_of(&log.action_id, self.buckets),
                     log.inserted_at,
                     &log.action_id,
                     &log.event_id,
@@ -197,10 +202,11 @@ impl Store {
                     ttl_secs,
                 ),
             );
-        let (a, b) = futures::join!(row, timeline);
+        let index = self.index_slice(&log.environment, Kind::Actions, log.inserted_at, ttl_secs);
+        let (a, b, c) = futures::join!(row, timeline, index);
         a.map_err(db)?;
         b.map_err(db)?;
-        Ok(())
+        c
     }
 
     /// (status, attempts, inserted_at) of an action, if it was logged before.
@@ -255,34 +261,29 @@ impl Store {
     /// (event_id, received_at) of every event of one environment received since `since_ms`
     /// (benchmarks, checks).
     pub async fn event_times(&self, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.times(format!("SELECT event_id, received_at FROM {}.event_log_timeline WHERE environment = ? AND day = ? AND received_at >= ?", self.ks), environment, since_ms)
-            .await
+        let q = format!(
+            "SELECT received_at, event_id FROM {}.event_timeline WHERE environment = ? AND slice = ? AND bucket = ? AND received_at <= ? AND received_at >= ?",
+            self.ks
+        );
+        self.times(Kind::Events, &q, environment, since_ms).await
     }
 
     /// (event_id, inserted_at) of every action of one environment logged since `since_ms`.
     pub async fn action_times(&self, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.times(format!("SELECT event_id, inserted_at FROM {}.action_log_timeline WHERE environment = ? AND day = ? AND inserted_at >= ?", self.ks), environment, since_ms)
-            .await
+        let q = format!(
+            "SELECT inserted_at, event_id FROM {}.action_timeline WHERE environment = ? AND slice = ? AND bucket = ? AND inserted_at <= ? AND inserted_at >= ?",
+            self.ks
+        );
+        self.times(Kind::Actions, &q, environment, since_ms).await
     }
 
-    async fn times(&self, q: String, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn times(&self, kind: Kind, q: &str, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        for day in day_of(since_ms)..=day_of(now_ms()) {
-            let mut st = scylla::statement::Statement::new(q.clone());
-            st.set_page_size(5000);
-            let mut pager = self
-                .session
-                .query_iter(st, (environment, day, since_ms))
-                .await
-                .map_err(unavailable)?
-                .rows_stream::<(Option<String>, Option<i64>)>()
-                .map_err(unavailable)?;
-            use futures::StreamExt;
-            while let Some(r) = pager.next().await {
-                let (id, t) = r.map_err(unavailable)?;
-                out.push((id.unwrap_or_default(), t.unwrap_or(0)));
-            }
-        }
+        self.walk_timeline::<(i64, String)>(kind, q, environment, since_ms, now_ms() + 60_000, |r| (r.0, &r.1), |(t, id)| {
+            out.push((id, t));
+            true
+        })
+        .await?;
         Ok(out)
     }
 }

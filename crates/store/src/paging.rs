@@ -1,13 +1,14 @@
 //! Listing logs newest first with cursor paging and filters.
 //!
-//! Timelines are partitioned by (environment, day) and clustered newest first, so a page is a
-//! walk backwards through day partitions from the cursor. Filters that are not part of the key
-//! (source, type, user, status, ...) are applied while walking: no secondary index, no
-//! `ALLOW FILTERING`, portable to ScyllaDB. A cursor is `<timestamp>:<id>` of the last row
-//! returned; the next page starts strictly after it.
+//! Timelines are partitioned by (environment, minute, bucket) and clustered newest first; a
+//! page is a walk backwards through the minutes from the cursor, each minute's buckets merged in
+//! order (timeline.rs). Filters that are not part of the key (source, type, user, status, ...)
+//! are applied while walking: no secondary index, no `ALLOW FILTERING`, portable to ScyllaDB. A
+//! cursor is `<timestamp>:<id>` of the last row returned; the next page starts strictly after
+//! it.
 
-use crate::{day_of, unavailable, Store, StoreError};
-use futures::StreamExt;
+use crate::timeline::Kind;
+use crate::{Store, StoreError};
 use serde::Serialize;
 
 /// Where a page starts and how far back it may go.
@@ -64,11 +65,11 @@ type AcTuple = (String, i64, Option<String>, Option<String>, Option<String>, Opt
 impl Store {
     pub async fn page_events(&self, environment: &str, w: &Window, keep: impl Fn(&EventRow) -> bool) -> Result<Page<EventRow>, StoreError> {
         let q = format!(
-            "SELECT event_id, received_at, source, event_type, name, user_id, status FROM {}.event_log_timeline \
-             WHERE environment = ? AND day = ? AND received_at <= ? AND received_at >= ?",
+            "SELECT event_id, received_at, source, event_type, name, user_id, status FROM {}.event_timeline \
+             WHERE environment = ? AND slice = ? AND bucket = ? AND received_at <= ? AND received_at >= ?",
             self.ks
         );
-        self.walk::<EvTuple, EventRow>(q, environment, w, |t| EventRow {
+        self.page::<EvTuple, EventRow>(Kind::Events, &q, environment, w, |t| EventRow {
             event_id: t.0,
             received_at: t.1,
             source: t.2,
@@ -82,11 +83,11 @@ impl Store {
 
     pub async fn page_actions(&self, environment: &str, w: &Window, keep: impl Fn(&ActionRow) -> bool) -> Result<Page<ActionRow>, StoreError> {
         let q = format!(
-            "SELECT action_id, inserted_at, event_id, source, action_type, status, workflow FROM {}.action_log_timeline \
-             WHERE environment = ? AND day = ? AND inserted_at <= ? AND inserted_at >= ?",
+            "SELECT action_id, inserted_at, event_id, source, action_type, status, workflow FROM {}.action_timeline \
+             WHERE environment = ? AND slice = ? AND bucket = ? AND inserted_at <= ? AND inserted_at >= ?",
             self.ks
         );
-        self.walk::<AcTuple, ActionRow>(q, environment, w, |t| ActionRow {
+        self.page::<AcTuple, ActionRow>(Kind::Actions, &q, environment, w, |t| ActionRow {
             action_id: t.0,
             inserted_at: t.1,
             event_id: t.2,
@@ -98,9 +99,11 @@ impl Store {
         .await
     }
 
-    async fn walk<T, R>(
+    #[allow(clippy::too_many_arguments)]
+    async fn page<T, R>(
         &self,
-        q: String,
+        kind: Kind,
+        q: &str,
         environment: &str,
         w: &Window,
         make: impl Fn(T) -> R,
@@ -108,41 +111,43 @@ impl Store {
         keep: impl Fn(&R) -> bool,
     ) -> Result<Page<R>, StoreError>
     where
-        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
+        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static + HasTimeId,
     {
         let until = w.after.as_ref().map(|(t, _)| (*t).min(w.until)).unwrap_or(w.until);
         let mut items = Vec::new();
         let mut more = false;
-        'days: for day in (day_of(w.since)..=day_of(until)).rev() {
-            let mut st = scylla::statement::Statement::new(q.clone());
-            st.set_page_size(500);
-            let mut rows = self
-                .session
-                .query_iter(st, (environment, day, until, w.since))
-                .await
-                .map_err(unavailable)?
-                .rows_stream::<T>()
-                .map_err(unavailable)?;
-            while let Some(r) = rows.next().await {
-                let row = make(r.map_err(unavailable)?);
-                let (t, id) = key(&row);
-                if let Some((ct, cid)) = &w.after {
-                    // rows at the cursor's timestamp come in id order; skip up to the cursor
-                    if t == *ct && id <= *cid {
-                        continue;
-                    }
+        self.walk_timeline::<T>(kind, q, environment, w.since, until, |t| t.time_id(), |t| {
+            let row = make(t);
+            let (t, id) = key(&row);
+            if let Some((ct, cid)) = &w.after {
+                // rows at the cursor's timestamp come in id order; skip up to the cursor
+                if t == *ct && id <= *cid {
+                    return true;
                 }
-                if !keep(&row) {
-                    continue;
-                }
-                if items.len() == w.limit {
-                    more = true;
-                    break 'days;
-                }
-                items.push(row);
             }
-        }
+            if !keep(&row) {
+                return true;
+            }
+            if items.len() == w.limit {
+                more = true;
+                return false;
+            }
+            items.push(row);
+            true
+        })
+        .await?;
         let next_cursor = if more { items.last().map(|r| { let (t, id) = key(r); format!("{t}:{id}") }) } else { None };
         Ok(Page { items, next_cursor })
+    }
+}
+
+/// (time, id) of a timeline row as selected above: id first, time second.
+pub(crate) trait HasTimeId {
+    fn time_id(&self) -> (i64, &str);
+}
+
+impl HasTimeId for EvTuple {
+    fn time_id(&self) -> (i64, &str) {
+        (self.1, &self.0)
     }
 }

@@ -15,16 +15,24 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.event_logs (event_id text PRIMARY KEY, request_id text, environment text, source text, \
      event_type text, name text, user_id text, status text, error_code text, error_message text, verification text, \
      raw text, normalized text, duplicate_of text, received_at bigint, inserted_at bigint)",
-    // one partition per environment and day, newest first: the listing of event logs
-    "CREATE TABLE IF NOT EXISTS {ks}.event_log_timeline (environment text, day int, received_at bigint, event_id text, \
-     source text, event_type text, name text, user_id text, status text, \
-     PRIMARY KEY ((environment, day), received_at, event_id)) WITH CLUSTERING ORDER BY (received_at DESC, event_id ASC)",
+    // the listing of event logs, newest first: one partition per environment, minute and bucket
+    // (timeline.rs says why and what bounds it); time-window compaction, so expired minutes
+    // leave whole files instead of tombstones
+    "CREATE TABLE IF NOT EXISTS {ks}.event_timeline (environment text, slice bigint, bucket int, received_at bigint, \
+     event_id text, source text, event_type text, name text, user_id text, status text, \
+     PRIMARY KEY ((environment, slice, bucket), received_at, event_id)) WITH CLUSTERING ORDER BY (received_at DESC, event_id ASC) \
+     AND compaction = {TWCS}",
     "CREATE TABLE IF NOT EXISTS {ks}.action_logs (event_id text, action_id text, mapping_id text, environment text, source text, \
      action_type text, status text, parameters text, payload text, result text, error text, attempts int, replay_of text, \
      inserted_at bigint, updated_at bigint, PRIMARY KEY (event_id, action_id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.action_log_timeline (environment text, day int, inserted_at bigint, action_id text, \
-     event_id text, source text, action_type text, status text, workflow text, \
-     PRIMARY KEY ((environment, day), inserted_at, action_id)) WITH CLUSTERING ORDER BY (inserted_at DESC, action_id ASC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.action_timeline (environment text, slice bigint, bucket int, inserted_at bigint, \
+     action_id text, event_id text, source text, action_type text, status text, workflow text, \
+     PRIMARY KEY ((environment, slice, bucket), inserted_at, action_id)) WITH CLUSTERING ORDER BY (inserted_at DESC, action_id ASC) \
+     AND compaction = {TWCS}",
+    // which minutes of an environment hold timeline entries, with the bucket count they were
+    // written with: at most 1,440 rows per environment, kind and day
+    "CREATE TABLE IF NOT EXISTS {ks}.timeline_slices (environment text, kind text, day int, slice bigint, buckets int, \
+     PRIMARY KEY ((environment, kind, day), slice, buckets)) WITH CLUSTERING ORDER BY (slice DESC, buckets ASC)",
     // one partition per user: identify is a read-merge-write of one row
     "CREATE TABLE IF NOT EXISTS {ks}.users (environment text, user_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, user_id)))",
     "CREATE TABLE IF NOT EXISTS {ks}.tenants (environment text, tenant_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, tenant_id)))",
@@ -46,14 +54,30 @@ pub const TABLES: &[&str] = &[
      PRIMARY KEY (day, at, id)) WITH CLUSTERING ORDER BY (at DESC, id ASC)",
 ];
 
+/// Time-window compaction by day: every row of these tables expires by TTL, so a day's
+/// SSTable is dropped whole once all of it has expired (ScyllaDB and Cassandra alike).
+const TWCS: &str = "{'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}";
+
+/// Tables written only with a TTL that were created before their compaction was set here:
+/// `migrate` sets it (idempotent).
+const TTL_TABLES: [&str; 3] = ["event_logs", "action_logs", "dedup_keys"];
+
 /// Create the keyspace and tables if they are missing. Safe to run from every process.
+///
+/// From an install made before the bucketed timelines: `event_log_timeline` and
+/// `action_log_timeline` are neither written nor read any more (listings show what was logged
+/// since the upgrade; older events stay readable by id until their TTL); drop them once the
+/// longest retention has passed.
 pub async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<(), StoreError> {
     session
         .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"), &[])
         .await
         .map_err(unavailable)?;
     for t in TABLES {
-        session.query_unpaged(t.replace("{ks}", ks), &[]).await.map_err(unavailable)?;
+        session.query_unpaged(t.replace("{ks}", ks).replace("{TWCS}", TWCS), &[]).await.map_err(unavailable)?;
+    }
+    for t in TTL_TABLES {
+        session.query_unpaged(format!("ALTER TABLE {ks}.{t} WITH compaction = {TWCS}"), &[]).await.map_err(unavailable)?;
     }
     session.await_schema_agreement().await.map_err(unavailable)?;
     Ok(())
@@ -74,6 +98,8 @@ pub struct Statements {
     pub count_known: PreparedStatement,
     pub seen_known: PreparedStatement,
     pub count_daily: PreparedStatement,
+    pub insert_slice: PreparedStatement,
+    pub select_slices: PreparedStatement,
 }
 
 impl Statements {
@@ -87,8 +113,8 @@ impl Statements {
             ))
             .await?,
             insert_event_timeline: p(format!(
-                "INSERT INTO {ks}.event_log_timeline (environment, day, received_at, event_id, source, event_type, name, user_id, status) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+                "INSERT INTO {ks}.event_timeline (environment, slice, bucket, received_at, event_id, source, event_type, name, user_id, status) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ))
             .await?,
             insert_action_log: p(format!(
@@ -98,8 +124,8 @@ impl Statements {
             ))
             .await?,
             insert_action_timeline: p(format!(
-                "INSERT INTO {ks}.action_log_timeline (environment, day, inserted_at, action_id, event_id, source, action_type, status, workflow) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+                "INSERT INTO {ks}.action_timeline (environment, slice, bucket, inserted_at, action_id, event_id, source, action_type, status, workflow) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ))
             .await?,
             select_action_status: p(format!(
@@ -125,7 +151,7 @@ impl Statements {
             ))
             .await?,
             count_known: p(format!(
-                "UPDATE {ks}.known_event_counts SET seen = seen + 1 WHERE source = ? AND environment = ? AND event_type = ? AND name = ?"
+                "UPDATE {ks}.known_event_counts SET seen = seen + ? WHERE source = ? AND environment = ? AND event_type = ? AND name = ?"
             ))
             .await?,
             seen_known: p(format!(
@@ -133,7 +159,15 @@ impl Statements {
             ))
             .await?,
             count_daily: p(format!(
-                "UPDATE {ks}.source_daily_counts SET events = events + 1 WHERE source = ? AND environment = ? AND day = ?"
+                "UPDATE {ks}.source_daily_counts SET events = events + ? WHERE source = ? AND environment = ? AND day = ?"
+            ))
+            .await?,
+            insert_slice: p(format!(
+                "INSERT INTO {ks}.timeline_slices (environment, kind, day, slice, buckets) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            select_slices: p(format!(
+                "SELECT slice, buckets FROM {ks}.timeline_slices WHERE environment = ? AND kind = ? AND day = ? AND slice <= ? AND slice >= ?"
             ))
             .await?,
         })

@@ -23,22 +23,6 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Count an event of `event_type`/`name` for its source environment (counters are not
-    /// idempotent: a redelivered event counts twice, which a display count tolerates).
-    pub async fn count_event(&self, source: &str, environment: &str, event_type: &str, name: Option<&str>, at: i64) -> Result<(), StoreError> {
-        let name = name.unwrap_or("");
-        let st = &self.stmts;
-        let (a, b, c) = futures::join!(
-            self.session.execute_unpaged(&st.count_known, (source, environment, event_type, name)),
-            self.session.execute_unpaged(&st.seen_known, (source, environment, event_type, name, at)),
-            self.session.execute_unpaged(&st.count_daily, (source, environment, day_of(at))),
-        );
-        a.map_err(crate::db)?;
-        b.map_err(crate::db)?;
-        c.map_err(crate::db)?;
-        Ok(())
-    }
-
     pub async fn known_events(&self, source: &str, environment: &str) -> Result<Vec<KnownEvent>, StoreError> {
         let counts = self
             .session

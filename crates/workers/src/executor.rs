@@ -99,8 +99,17 @@ impl Executor {
             write_event_log(&self.store, log, ttl).await?;
         }
         let mut reported = Vec::with_capacity(plan.actions.len());
+        let external_sink = settings.is_some_and(|s| matches!(s.sink, SinkSettings::Http { .. }));
         for cmd in &plan.actions {
-            let previous = self.store.action_status(&plan.event.event_id, &cmd.action_id).await.map_err(transient)?;
+            // Has an earlier delivery already done this action? Only worth a read where an
+            // earlier delivery can have left a `success`: at-least-once, or an effect outside
+            // Kafka (the HTTP sink). In exactly-once mode with the Kafka sink, a redelivery means
+            // the earlier attempt's transaction aborted, and its trigger and logs with it.
+            let previous = if direct || external_sink {
+                self.store.action_status(&plan.event.event_id, &cmd.action_id).await.map_err(transient)?
+            } else {
+                None
+            };
             if let Some((status, _, _)) = &previous {
                 if status == ActionStatus::Success.as_str() {
                     tracing::debug!(event_id = %plan.event.event_id, action_id = %cmd.action_id, "action already succeeded; not firing again");
@@ -285,13 +294,18 @@ async fn log_dead_lettered(store: &Store, mut log: EventLog, bytes: usize, error
     }
 }
 
-/// The event log and the event's counts (known events, daily volume).
+/// The event log and the event's counts (known events, daily volume; added up in memory and
+/// flushed once per key per second, see the store's counters).
 async fn write_event_log(store: &Store, log: &EventLog, ttl: i32) -> Result<(), StageError> {
     store.write_event_log(log, ttl).await.map_err(transient)?;
-    if let Some(t) = &log.event_type {
-        store.count_event(&log.source, &log.environment, t, log.name.as_deref(), log.received_at).await.map_err(transient)?;
-    }
+    count(store, log);
     Ok(())
+}
+
+fn count(store: &Store, log: &EventLog) {
+    if let Some(t) = &log.event_type {
+        store.count_event(&log.source, &log.environment, t, log.name.as_deref(), log.received_at);
+    }
 }
 
 /// Stores the executor's [`ExecutionReport`]s (exactly-once mode). Every write is an upsert
@@ -306,11 +320,22 @@ impl Handler for LogWriter {
         Box::pin(async move {
             let report: ExecutionReport = serde_json::from_slice(rec.payload)
                 .map_err(|e| StageError::Permanent(format!("action-logs record is not an ExecutionReport: {e}")))?;
+            // The event log and every action log are independent upserts: all at once, one
+            // round trip for the report.
+            let event = async {
+                match &report.event_log {
+                    Some(log) => self.store.write_event_log(log, report.ttl_secs).await,
+                    None => Ok(()),
+                }
+            };
+            let actions = futures::future::try_join_all(
+                report.actions.iter().map(|a| self.store.write_action_log(&a.log, a.workflow.as_deref(), report.ttl_secs)),
+            );
+            let (e, a) = futures::join!(event, actions);
+            e.map_err(transient)?;
+            a.map_err(transient)?;
             if let Some(log) = &report.event_log {
-                write_event_log(&self.store, log, report.ttl_secs).await?;
-            }
-            for a in &report.actions {
-                self.store.write_action_log(&a.log, a.workflow.as_deref(), report.ttl_secs).await.map_err(transient)?;
+                count(&self.store, log);
             }
             Ok(())
         })
