@@ -95,6 +95,14 @@ impl Fleet {
         self.procs.iter().map(|p| (&*Box::leak(p.name.clone().into_boxed_str()), p.child.id())).collect()
     }
 
+    async fn scrape(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, port) in self.workers() {
+            out.push((name.clone(), crate::procs::scrape(*port).await));
+        }
+        out
+    }
+
     async fn statements(&self) -> f64 {
         let mut total = 0.0;
         for (_, port) in self.workers() {
@@ -121,16 +129,20 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     let mut best_pipeline = 0.0f64;
     let mut cpu_rows = Vec::new();
+    let mut stage_rows = Vec::new();
     for run in 1..=a.runs {
         let mut levels = Vec::new();
         for k in LEVELS {
             levels.push(ceiling(&store, a.ceiling_events, k, &format!("r{run}k{k}")).await?);
         }
         let best = levels.iter().cloned().fold(0.0, f64::max);
+        eprintln!("run {run}: pipeline maximum, {} events", a.events);
         let stmts_before = fleet.statements().await;
+        let metrics_before = fleet.scrape().await;
         let shares = CpuShares::start(&fleet.pids());
         let m = pipeline_max(&store, &fleet, a.events, run as u64 * 10_000_000).await?;
         let usage = shares.usage();
+        stage_rows.push((run, stage_figures(&metrics_before, &fleet.scrape().await)));
         let per_event = (fleet.statements().await - stmts_before) / m.events as f64;
         best_pipeline = best_pipeline.max(m.eps);
         println!(
@@ -150,6 +162,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         println!("- run {run}: {}", usage.micros_per(*events as f64));
     }
     sizing(&cpu_rows);
+    println!("\nStages at the maximum (mean records per transaction, mean commit time, transactions):\n");
+    for (run, rows) in &stage_rows {
+        println!("- run {run}: {}", rows.join("; "));
+    }
 
     // Half of the maximum, single events: the delay an event sees when the fleet keeps up.
     let rate = (best_pipeline * 0.5).max(10.0);
@@ -289,6 +305,26 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     d.sort_unstable();
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
     Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99) }
+}
+
+/// Per worker process over a phase: mean records per transaction, mean commit time and
+/// transactions committed (exactly-once stages; the action-log writer has none).
+fn stage_figures(before: &[(String, String)], after: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for ((name, b), (_, a)) in before.iter().zip(after) {
+        let d = |series: &str| sample_sum(a, series, "") - sample_sum(b, series, "");
+        let (batches, records) = (d("tributary_stage_batch_records_count"), d("tributary_stage_batch_records_sum"));
+        let (commits, commit_secs) = (d("tributary_stage_commit_seconds_count"), d("tributary_stage_commit_seconds_sum"));
+        if batches > 0.0 {
+            out.push(format!(
+                "{name} {:.0} records, {:.1} ms, {:.0} transactions",
+                records / batches,
+                commit_secs / commits.max(1.0) * 1000.0,
+                commits
+            ));
+        }
+    }
+    out
 }
 
 /// Events/s one core carries in each stage, from the CPU per event of the best run.
