@@ -4,7 +4,8 @@
 //! - `acks=all` + `enable.idempotence=true`: a record counts as written only once every
 //!   in-sync replica has it, and a retried send never duplicates or reorders within a
 //!   partition. The gateway answers 2xx only after this acknowledgement.
-//! - `linger.ms` (2 for worker stages, `gateway.linger_ms` = 1 for the gateway): wait that
+//! - `linger.ms` (10 for transactional worker stages, whose sends do not wait for an
+//!   acknowledgement, 2 for the others, `gateway.linger_ms` = 1 for the gateway): wait that
 //!   long to fill a batch. Under load this multiplies throughput (fewer, larger produce
 //!   requests, less broker CPU); idle, it adds at most that much to a request that waits for
 //!   its acknowledgement. 5 ms measured no better throughput in `make bench-gateway` and a p50
@@ -75,6 +76,8 @@ fn txn_error(e: KafkaError) -> TxnError {
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer<StatsContext>,
+    /// In a transaction, `send` returns once the record is queued (see [`Producer::send`]).
+    transactional: bool,
 }
 
 /// Publishes librdkafka's statistics (every [`STATS_INTERVAL_MS`]) as Prometheus gauges: the
@@ -149,16 +152,37 @@ impl Producer {
             .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
             .create_with_context(StatsContext { client_id: s.client_id.clone() })
             .map_err(|e| ProduceError::Client(e.to_string()))?;
-        Ok(Producer { inner })
+        Ok(Producer { inner, transactional: s.transactional_id.is_some() })
     }
 
-    /// Send one record and wait for its acknowledgement.
+    /// Send one record and wait for its acknowledgement; in a transaction, until it is queued.
+    ///
+    /// A transactional producer's records count only when the transaction commits, and the
+    /// commit waits for every one of them and fails (abortable) if one was not delivered: the
+    /// stage then aborts and redoes the batch. Waiting for each record's own acknowledgement
+    /// added nothing but a round trip per record to every lane, and kept produce batches small
+    /// (`make bench-pipeline`: librdkafka's producer thread serving partitions was the largest
+    /// CPU share of the worker processes in `perf`).
     pub async fn send(&self, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) -> Result<(), ProduceError> {
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
             h = h.insert(Header { key: k, value: Some(v.as_bytes()) });
         }
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
+        let mut record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
+        if self.transactional {
+            loop {
+                match self.inner.send_result(record) {
+                    // The delivery report is not needed: the commit checks every record.
+                    Ok(_delivery) => return Ok(()),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // A full local queue empties as the broker acknowledges: wait, do not fail.
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Err(ProduceError::NotAcknowledged(e.to_string())),
+                }
+            }
+        }
         // Timeout::After(0): never block when the queue is full; fail with QueueFull instead.
         match self.inner.send(record, Timeout::After(Duration::ZERO)).await {
             Ok(_) => Ok(()),
@@ -227,6 +251,9 @@ pub fn worker_producer(brokers: &str, client_id: &str, transactional_id: Option<
         message_timeout_ms: 30_000,
         client_id: client_id.to_string(),
         transactional_id: transactional_id.map(str::to_string),
-        linger_ms: 2.0,
+        // Transactional: nothing waits for a record's acknowledgement (the commit flushes), so
+        // a longer linger only makes produce batches larger. Otherwise (the admin's replays,
+        // at-least-once stages) every send waits for its acknowledgement: 2 ms.
+        linger_ms: if transactional_id.is_some() { 10.0 } else { 2.0 },
     })
 }
