@@ -20,6 +20,7 @@ use tributary_sources::identify::split_fields;
 use tributary_sources::templates::default_settings;
 
 pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
+    let console = crate::console::routes(state.clone());
     let api = Router::new()
         .route("/v1/environments", get(list_environments).post(create_environment))
         .route("/v1/environments/{env}", axum::routing::delete(delete_environment))
@@ -48,6 +49,7 @@ pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
         .with_state(state);
     let app = api
         .merge(health_routes(readiness))
+        .merge(console)
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }));
     // Outermost: whatever axum answers on its own (no route, wrong method, a path that does not
     // parse, a query with an unknown field) leaves in the documented error shape.
@@ -63,6 +65,13 @@ async fn require_token(State(st): St, req: Request, next: Next) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if st.token.is_empty() || !ct_eq(given.as_bytes(), st.token.as_bytes()) {
+        // A console session (cookie; a change also needs the session's CSRF header) stands in
+        // for the token.
+        match crate::console::authorize(&st, req.headers(), req.method(), chrono::Utc::now().timestamp()) {
+            Ok(true) => return next.run(req).await,
+            Ok(false) => {}
+            Err(e) => return e.into_response(),
+        }
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer <admin token>`")
             .into_response();
     }

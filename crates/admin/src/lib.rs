@@ -1,8 +1,10 @@
-//! The control plane: an admin HTTP API over the configuration store and the logs. Every
-//! endpoint but the health ones requires `Authorization: Bearer <admin.token>`.
+//! The control plane: an admin HTTP API over the configuration store and the logs, and the web
+//! console that uses it (`console`). Every endpoint but the health ones and the console's own
+//! files and sign-in requires `Authorization: Bearer <admin.token>` or a console session.
 
 mod api;
 mod audit;
+mod console;
 mod logs;
 pub mod openapi;
 mod rehearse;
