@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 LOCAL := deploy/local
 
-.PHONY: build test unit services-up services-down run bench bench-gateway bench-pipeline fuzz clean-services
+.PHONY: build test test-operate unit services-up services-down run bench bench-gateway bench-pipeline fuzz clean-services
 
 ## One build for `test` and `run`: the binaries and the test targets together. Building the
 ## binaries alone resolves dependency features without the dev-dependencies, which recompiles
@@ -17,7 +17,13 @@ build:
 ## Build everything, start Kafka and Cassandra if they are not running, run unit, property and
 ## end-to-end tests, stop what was started.
 test: build
+	bash $(LOCAL)/test-tools.sh
 	bash $(LOCAL)/with-services.sh $(CARGO) test --workspace --no-fail-fast
+
+## The operator checks alone: promtool, the rules' unit tests, manifests, a live Prometheus.
+test-operate: build
+	bash $(LOCAL)/test-tools.sh
+	bash $(LOCAL)/with-services.sh $(CARGO) test --test operate
 
 ## Pure tests only (no services).
 unit:

@@ -418,11 +418,11 @@ fn bucket_quantile(before: &str, after: &str, bucket_series: &str, q: f64) -> f6
 
 fn kafka_split(metrics: &str) -> String {
     let g = |part: &str, q: &str| {
-        let labels = format!("client_id=\"tributary-gateway\",part=\"{part}\",quantile=\"{q}\"");
+        let labels = format!("client_id=\"tributary-gateway\",part=\"{part}\",window_quantile=\"{q}\"");
         crate::pipeline::sample_sum(metrics, "tributary_kafka_producer_latency_seconds", &labels) * 1000.0
     };
     let b = |q: &str| {
-        let labels = format!("client_id=\"tributary-gateway\",quantile=\"{q}\"");
+        let labels = format!("client_id=\"tributary-gateway\",window_quantile=\"{q}\"");
         crate::pipeline::sample_sum(metrics, "tributary_kafka_producer_batch_records", &labels)
     };
     let parts = ["queue", "outbuf", "rtt"].map(|p| format!("{p} {:.1} / {:.1} / {:.1}", g(p, "0.5"), g(p, "0.99"), g(p, "max")));

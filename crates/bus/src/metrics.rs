@@ -46,7 +46,7 @@ pub static PRODUCER_LATENCY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
     register(
         prometheus::GaugeVec::new(
             Opts::new("tributary_kafka_producer_latency_seconds", "Producer latency windows reported by librdkafka (last statistics interval)"),
-            &["client_id", "part", "quantile"],
+            &["client_id", "part", "window_quantile"],
         )
         .unwrap(),
     )
@@ -57,7 +57,7 @@ pub static PRODUCER_BATCH_RECORDS: LazyLock<prometheus::GaugeVec> = LazyLock::ne
     register(
         prometheus::GaugeVec::new(
             Opts::new("tributary_kafka_producer_batch_records", "Records per produce batch reported by librdkafka (last statistics interval)"),
-            &["client_id", "quantile"],
+            &["client_id", "window_quantile"],
         )
         .unwrap(),
     )

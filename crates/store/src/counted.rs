@@ -16,25 +16,41 @@ use std::sync::LazyLock;
 pub static STATEMENTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     let c = prometheus::IntCounter::new("tributary_store_statements_total", "CQL statements sent to the database").unwrap();
     let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    LazyLock::force(&ERRORS); // exported (at 0) from the first statement on
     c
 });
+
+/// Statements that failed (unreachable, timed out, refused): the alert TributaryCassandraErrors
+/// divides it by `tributary_store_statements_total`.
+pub static ERRORS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    let c = prometheus::IntCounter::new("tributary_store_errors_total", "CQL statements that failed").unwrap();
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+
+fn counted<T, E>(r: Result<T, E>) -> Result<T, E> {
+    if r.is_err() {
+        ERRORS.inc();
+    }
+    r
+}
 
 pub struct CountedSession(pub(crate) Session);
 
 impl CountedSession {
     pub async fn execute_unpaged(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc();
-        self.0.execute_unpaged(st, values).await
+        counted(self.0.execute_unpaged(st, values).await)
     }
 
     pub async fn query_unpaged(&self, st: impl Into<Statement>, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc();
-        self.0.query_unpaged(st, values).await
+        counted(self.0.query_unpaged(st, values).await)
     }
 
     pub async fn query_iter(&self, st: impl Into<Statement>, values: impl SerializeRow) -> Result<QueryPager, PagerExecutionError> {
         STATEMENTS.inc();
-        self.0.query_iter(st, values).await
+        counted(self.0.query_iter(st, values).await)
     }
 
     pub async fn batch(
@@ -43,6 +59,6 @@ impl CountedSession {
         values: impl scylla::serialize::batch::BatchValues,
     ) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc_by(batch.statements.len() as u64);
-        self.0.batch(batch, values).await
+        counted(self.0.batch(batch, values).await)
     }
 }

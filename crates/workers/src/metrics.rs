@@ -1,6 +1,6 @@
 //! Worker metrics, registered in the default Prometheus registry.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 use std::sync::LazyLock;
 
 use tributary_runtime::health::register as reg;
@@ -33,4 +33,31 @@ pub static DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub fn observe_delay(stage: &str, received_at_ms: i64) {
     let now = chrono::Utc::now().timestamp_millis();
     DELAY.with_label_values(&[stage]).observe(((now - received_at_ms).max(0) as f64) / 1000.0);
+}
+
+/// Every HTTP sink request (each attempt), by outcome: `success`, `client_error` (4xx but
+/// 429), `throttled` (429), `server_error` (5xx), `network_error` (no answer).
+pub static SINK_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(Opts::new("tributary_sink_requests_total", "HTTP sink requests (each attempt) by outcome"), &["outcome"]).unwrap())
+});
+
+pub static SINK_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    reg(IntCounter::new("tributary_sink_retries_total", "HTTP sink attempts after the first").unwrap())
+});
+
+pub static SINK_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    reg(Histogram::with_opts(
+        HistogramOpts::new("tributary_sink_request_seconds", "Time of one HTTP sink request (each attempt)")
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+    )
+    .unwrap())
+});
+
+/// Export the sink's series (at 0) before its first request.
+pub fn init_sink_metrics() {
+    for outcome in ["success", "client_error", "throttled", "server_error", "network_error"] {
+        SINK_REQUESTS.with_label_values(&[outcome]);
+    }
+    LazyLock::force(&SINK_RETRIES);
+    LazyLock::force(&SINK_SECONDS);
 }

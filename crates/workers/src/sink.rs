@@ -32,6 +32,7 @@ impl HttpSink {
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
+        crate::metrics::init_sink_metrics();
         Ok(HttpSink { client, max_attempts: max_attempts.max(1), backoff })
     }
 
@@ -58,7 +59,21 @@ impl HttpSink {
             if let Some(k) = idempotency_key {
                 req = req.header("idempotency-key", k);
             }
-            let wait = match req.send().await {
+            if attempt > 1 {
+                crate::metrics::SINK_RETRIES.inc();
+            }
+            let started = std::time::Instant::now();
+            let sent = req.send().await;
+            crate::metrics::SINK_SECONDS.observe(started.elapsed().as_secs_f64());
+            let outcome = match &sent {
+                Ok(r) if r.status().is_success() => "success",
+                Ok(r) if r.status().as_u16() == 429 => "throttled",
+                Ok(r) if r.status().is_server_error() => "server_error",
+                Ok(_) => "client_error",
+                Err(_) => "network_error",
+            };
+            crate::metrics::SINK_REQUESTS.with_label_values(&[outcome]).inc();
+            let wait = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
