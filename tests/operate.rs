@@ -628,7 +628,10 @@ fn live_fleet_under_prometheus() {
     println!("lag alert firing {:?} after the mapper stopped", stopped.elapsed());
     let behind = prom.query("stage:tributary_consumer_lag_seconds:max{stage=\"mapper\"} > 0").unwrap();
     assert_eq!(behind.len(), 1, "the mapper's lag in seconds grows while it is stopped: {behind:?}");
-    assert!(prom.alerts("TributaryConsumerLagGrowing", "translator").is_empty(), "the translator keeps up: no alert for it");
+    // Pending is the rule at work on a sawtooth (an exactly-once stage's lag drops to zero at
+    // each commit); an alert is what fires.
+    let translator = prom.alerts("TributaryConsumerLagGrowing", "translator");
+    assert!(!translator.iter().any(|s| s == "firing"), "the translator keeps up: no alert for it ({translator:?})");
 
     cluster.start("mapper");
     let restarted = Instant::now();

@@ -131,7 +131,7 @@ struct Group {
 struct Monitor {
     groups: Vec<Group>,
     /// No group: metadata, watermarks, and the fetch of the oldest unconsumed records.
-    probe: BaseConsumer,
+    probe: BaseConsumer<QuietEof>,
     topics: Vec<String>,
 }
 
@@ -142,9 +142,26 @@ struct Behind {
     records: i64,
 }
 
+/// The probe reads up to each partition's end on purpose: librdkafka reports every end of
+/// partition through the client's error callback, which rdkafka's default context logs at
+/// ERROR. Here it is the expected outcome, so it goes to debug; other errors stay errors.
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(&error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(%error, reason, "lag probe reached a partition's end");
+        } else {
+            tracing::error!(%error, reason, "lag probe: librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 impl Monitor {
     fn new(brokers: &str, targets: Vec<LagTarget>, mut topics: Vec<String>) -> Result<Self, String> {
-        let probe: BaseConsumer = ClientConfig::new()
+        let probe: BaseConsumer<QuietEof> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", "tributary-lag-probe") // required by librdkafka; never joined
             .set("client.id", "tributary-lag")
@@ -157,7 +174,7 @@ impl Monitor {
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "65536")
             .set("fetch.wait.max.ms", "10")
-            .create()
+            .create_with_context(QuietEof)
             .map_err(|e| format!("lag probe consumer: {e}"))?;
         let mut groups = Vec::new();
         for target in targets {

@@ -104,6 +104,10 @@ pub struct WorkersConfig {
     pub max_attempts: u32,
     /// Records a stage handles concurrently, spread by key (one user's events stay in order).
     pub lanes: usize,
+    /// The same for the action-log writer: each report is one round trip of upserts, so its
+    /// rate is about lanes ÷ round trip. With 32 it fell behind at half of the pipeline's
+    /// maximum (`make bench-pipeline --soak-secs 600`: its lag grew ~250 records a minute).
+    pub log_writer_lanes: usize,
     /// Records a stage has taken from Kafka but not finished, at most.
     pub max_in_flight: usize,
     /// Attempts of one HTTP sink request (5xx, 429, network errors) before the action fails.
@@ -216,6 +220,7 @@ impl Default for WorkersConfig {
             config_poll_ms: 250,
             max_attempts: 5,
             lanes: 32,
+            log_writer_lanes: 128,
             max_in_flight: 2_000,
             sink_max_attempts: 6,
             sink_backoff_ms: 200,
@@ -311,6 +316,9 @@ impl Config {
         if self.workers.lanes == 0 || self.workers.lanes > 4096 {
             return bad("workers.lanes", "must be from 1 to 4096");
         }
+        if self.workers.log_writer_lanes == 0 || self.workers.log_writer_lanes > 4096 {
+            return bad("workers.log_writer_lanes", "must be from 1 to 4096");
+        }
         if self.workers.instance_id.is_empty()
             || !self.workers.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         {
@@ -319,8 +327,8 @@ impl Config {
         if self.workers.batch_linger_ms > self.workers.batch_max_wait_ms {
             return bad("workers.batch_linger_ms", "must be at most workers.batch_max_wait_ms");
         }
-        if self.workers.max_in_flight < self.workers.lanes {
-            return bad("workers.max_in_flight", "must be at least workers.lanes");
+        if self.workers.max_in_flight < self.workers.lanes.max(self.workers.log_writer_lanes) {
+            return bad("workers.max_in_flight", "must be at least workers.lanes and workers.log_writer_lanes");
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ pub async fn run<H: Handler + 'static>(
     cfg: &Config,
     stage: &str,
     topic: String,
+    lanes: usize,
     handler: std::sync::Arc<H>,
     producer: &Producer,
     delivery: Delivery,
@@ -42,7 +43,7 @@ pub async fn run<H: Handler + 'static>(
         dead_letter_topic: topics.dead_letter.clone(),
         max_attempts: cfg.workers.max_attempts,
         client_id: format!("tributary-{stage}"),
-        lanes: cfg.workers.lanes,
+        lanes,
         max_in_flight: cfg.workers.max_in_flight,
         delivery,
     };
