@@ -88,3 +88,49 @@ async fn changes_are_live_the_moment_the_admin_api_answers() {
         assert_eq!(ev["status"], "processed", "{key}: {ev}");
     }
 }
+
+/// The gateway's statements so far (its only ones are configuration reads).
+fn gateway_statements(c: &Cluster) -> f64 {
+    let (_, m) = tributary_tests::http::request(c.gateway_port, "GET", "/metrics", &[], None);
+    let text = m.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find(|l| l.starts_with("tributary_store_statements_total "))
+        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_unknown_tokens_is_answered_promptly_and_reads_the_database_boundedly() {
+    let mut c = Cluster::new();
+    c.migrate();
+    c.start("gateway");
+    let before = gateway_statements(&c);
+    let started = std::time::Instant::now();
+    // 400 requests with made-up tokens, 40 connections at a time
+    let port = c.gateway_port;
+    let threads: Vec<_> = (0..40)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                for i in 0..10 {
+                    let t0 = std::time::Instant::now();
+                    let path = format!("/integrations/receive/tok_flood_{t}_{i}");
+                    let (s, v) = tributary_tests::http::request(port, "POST", &path, &[], Some(&track("u", "m")));
+                    assert_eq!((s, code(&v)), (404, "unknown_token"), "{v}");
+                    worst = worst.max(t0.elapsed());
+                }
+                worst
+            })
+        })
+        .collect();
+    let worst = threads.into_iter().map(|t| t.join().unwrap()).max().unwrap();
+    let elapsed = started.elapsed();
+    let reads = gateway_statements(&c) - before;
+    eprintln!("400 unknown tokens in {elapsed:?}: worst answer {worst:?}, {reads} configuration reads");
+    // Each thread sends its 10 requests one after another, so the requests come in about 10
+    // waves of 40: one epoch check answers a whole wave (every request that arrived before it
+    // started), whatever the number waiting. Beside those, the 250 ms poll reads on its own.
+    let polls = elapsed.as_secs_f64() / 0.25 + 2.0;
+    assert!(reads - polls <= 20.0, "{reads} reads ({polls:.0} of them the poll's) for 10 waves of requests: one check each, not one per request");
+    assert!(worst < Duration::from_secs(2), "a request waited {worst:?} behind the others' checks");
+}

@@ -102,24 +102,7 @@ async function segmentNode(req, pin, cfg) {
   })
   analytics.on('error', (e) => errors.push(`error event: ${e.code}: ${errText(e.reason)}`))
 
-  const send = (e) =>
-    new Promise((resolve) => {
-      const { type, ...fields } = e
-      analytics[type](fields, (err) => {
-        if (err) errors.push(`${type} ${e.messageId} callback: ${errText(err)}`)
-        resolve()
-      })
-    })
-  const { singles, batch } = plan(cfg.runId, cfg.userId)
-  let flushes = 0
-  for (const e of singles) {
-    // one event, delivered by the flush timer before the next is sent
-    await send(e)
-    flushes += 1
-  }
-  // BATCH_SIZE events enqueued in one tick: the batch is full and goes out as one request
-  await Promise.all(batch.map(send))
-  flushes += 1
+  const { singles, batch, flushes } = await sendPlan(analytics, errors, cfg)
   await analytics.closeAndFlush({ timeout: 30000 })
   return { version, flushes, requests, errors, events: [...singles, ...batch].map(describe) }
 }
@@ -156,24 +139,7 @@ async function rudderstackNode(req, pin, cfg) {
     errorHandler: (err) => errors.push(`errorHandler: ${errText(err)}`),
   })
 
-  const send = (e) =>
-    new Promise((resolve) => {
-      const { type, ...fields } = e
-      analytics[type](fields, (err) => {
-        if (err) errors.push(`${type} ${e.messageId} callback: ${errText(err)}`)
-        resolve()
-      })
-    })
-  const { singles, batch } = plan(cfg.runId, cfg.userId)
-  let flushes = 0
-  for (const e of singles) {
-    // the first event is flushed at once, the others by the flush timer
-    await send(e)
-    flushes += 1
-  }
-  // flushAt events enqueued in one tick: one request
-  await Promise.all(batch.map(send))
-  flushes += 1
+  const { singles, batch, flushes } = await sendPlan(analytics, errors, cfg)
   await new Promise((resolve) =>
     analytics.flush((err) => {
       if (err) errors.push(`flush callback: ${errText(err)}`)
@@ -231,3 +197,26 @@ main().then(
     process.exit(2)
   }
 )
+
+// The plan's single events one at a time (each its own request: the client's flush timer sends
+// it before the next is given), then the batch in one tick (a full batch: one request). Both
+// SDKs take `(fields, callback)` per call type. Returns the events and the flushes made.
+async function sendPlan(analytics, errors, cfg) {
+  const send = (e) =>
+    new Promise((resolve) => {
+      const { type, ...fields } = e
+      analytics[type](fields, (err) => {
+        if (err) errors.push(`${type} ${e.messageId} callback: ${errText(err)}`)
+        resolve()
+      })
+    })
+  const { singles, batch } = plan(cfg.runId, cfg.userId)
+  let flushes = 0
+  for (const e of singles) {
+    await send(e)
+    flushes += 1
+  }
+  await Promise.all(batch.map(send))
+  flushes += 1
+  return { singles, batch, flushes }
+}

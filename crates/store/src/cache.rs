@@ -42,8 +42,9 @@ struct Inner {
     loaded: AtomicBool,
     /// No change made before this moment (ms, this host's clock) is missing from `current`.
     verified_to: AtomicI64,
-    /// One epoch check at a time; holds when the last one started (for the spacing).
-    check: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// One epoch check at a time; holds when the last one started: as an instant (for the
+    /// spacing) and in ms since the epoch (a caller that arrived before it needs no other).
+    check: tokio::sync::Mutex<Option<(tokio::time::Instant, i64)>>,
     /// None for a fixed snapshot (tests, `normalize`).
     store: Option<Store>,
 }
@@ -103,17 +104,21 @@ impl ConfigCache {
         if !self.behind(at_ms) {
             return self.get();
         }
+        let arrived = now_ms();
         let mut last = self.inner.check.lock().await;
-        // Whoever held the lock before may have checked past `at_ms` already.
-        if !self.behind(at_ms) {
+        // Whoever held the lock before may have checked past `at_ms` already; and a check that
+        // started after this call arrived saw every change made before it. So callers queued
+        // behind a check (a flood of unknown tokens) are all answered by the next one, not one
+        // check each.
+        if !self.behind(at_ms) || last.is_some_and(|(_, started)| started >= arrived) {
             return self.get();
         }
-        if let Some(t) = *last {
+        if let Some((t, _)) = *last {
             tokio::time::sleep_until(t + CHECK_SPACING).await;
         }
-        *last = Some(tokio::time::Instant::now());
-        let Some(store) = &self.inner.store else { return self.get() };
         let started = now_ms();
+        *last = Some((tokio::time::Instant::now(), started));
+        let Some(store) = &self.inner.store else { return self.get() };
         match store.config_changed_at().await {
             Ok(changed_at) => {
                 if changed_at > self.get().loaded_at - CLOCK_SKEW_MS {
