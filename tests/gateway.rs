@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
-use tributary_tests::{free_port, read_topic, read_topic_from, Cluster};
+use tributary_tests::{read_topic, read_topic_from, Cluster, PrivateKafka};
 
 fn gzip(b: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -141,40 +141,6 @@ async fn every_status_code_with_a_real_kafka() {
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// A broker of this test's own (so stopping it disturbs no other test).
-struct PrivateKafka {
-    port: u16,
-    env: Vec<(String, String)>,
-}
-
-impl PrivateKafka {
-    fn new() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("trib-kafka-{}", uuid::Uuid::new_v4().simple()));
-        let env = vec![
-            ("KAFKA_PORT".into(), port.to_string()),
-            ("KAFKA_CONTROLLER_PORT".into(), free_port().to_string()),
-            ("KAFKA_RUN_DIR".into(), dir.display().to_string()),
-        ];
-        PrivateKafka { port, env }
-    }
-    fn script(&self, cmd: &str) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
-        let st = Command::new("bash").arg(script).arg(cmd).envs(self.env.iter().cloned()).status().unwrap();
-        assert!(st.success(), "kafka.sh {cmd} failed");
-    }
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateKafka {
-    fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
-        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -358,3 +358,53 @@ pub fn read_topic_from(brokers: &str, topic: &str, wait: Duration, expect_at_lea
     }
     out
 }
+
+/// A broker of this test's own (so stopping it disturbs no other test).
+pub struct PrivateKafka {
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl PrivateKafka {
+    pub fn new() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("trib-kafka-{}", uuid::Uuid::new_v4().simple()));
+        let env = vec![
+            ("KAFKA_PORT".into(), port.to_string()),
+            ("KAFKA_CONTROLLER_PORT".into(), free_port().to_string()),
+            ("KAFKA_RUN_DIR".into(), dir.display().to_string()),
+        ];
+        PrivateKafka { port, env }
+    }
+    /// `deploy/local/kafka.sh <cmd>` for this broker (`start`, `stop`, `clean`).
+    pub fn script(&self, cmd: &str) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
+        let st = Command::new("bash").arg(script).arg(cmd).envs(self.env.iter().cloned()).status().unwrap();
+        assert!(st.success(), "kafka.sh {cmd} failed");
+    }
+    /// SIGKILL the broker (a crash: no controlled shutdown).
+    pub fn kill_9(&self) {
+        let dir = self.env.iter().find(|(k, _)| k == "KAFKA_RUN_DIR").map(|(_, v)| v.clone()).unwrap();
+        let pid = std::fs::read_to_string(std::path::Path::new(&dir).join("kafka.pid")).expect("kafka.pid");
+        let st = Command::new("kill").arg("-KILL").arg(pid.trim()).status().unwrap();
+        assert!(st.success(), "kill -9 {pid}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
+        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
+    }
+}
+
+impl Default for PrivateKafka {
+    fn default() -> Self {
+        Self::new()
+    }
+}

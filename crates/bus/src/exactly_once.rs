@@ -168,7 +168,7 @@ pub(crate) async fn run<H: Handler + 'static>(
 
         // 3. Commit.
         let started = std::time::Instant::now();
-        let committed = commit(&consumer, &opts.topic, producer, &spans).await;
+        let committed = commit(&consumer, &opts.topic, producer, &spans, &mut shutdown, on_ready.as_ref()).await;
         COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
         match committed {
             Ok(()) => TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc(),
@@ -177,11 +177,24 @@ pub(crate) async fn run<H: Handler + 'static>(
                     "{e} (another process may be using this stage's transactional id: give each process its own workers.instance_id)"
                 ))
             }
+            Err(e) if *shutdown.borrow() => {
+                // Shut down while Kafka could not settle the commit: the transaction is left to
+                // the next owner of these partitions, whose transactional id fences this one and
+                // aborts it if it never completed.
+                tracing::info!(stage = %opts.group, error = %e, "shut down with the batch's commit unresolved");
+                TRANSACTIONS.with_label_values(&[&opts.group, "abandoned"]).inc();
+                break 'batches;
+            }
             Err(e) => {
                 tracing::warn!(stage = %opts.group, error = %e, records = n, "transaction aborted; the batch will be redone");
                 TRANSACTIONS.with_label_values(&[&opts.group, "aborted"]).inc();
-                if let Err(e) = producer.abort_transaction().await {
-                    return Err(format!("abort transaction: {e}"));
+                // Retriable failures of the abort (a broker restarting, a commit still settling
+                // in the background) are waited out, not a reason to stop the stage.
+                if let Err(e) = retry_txn("abort transaction", &mut shutdown, || producer.abort_transaction()).await {
+                    if *shutdown.borrow() {
+                        break 'batches;
+                    }
+                    return Err(e);
                 }
                 for (partition, span) in &spans {
                     if let Err(e) = consumer.seek(&opts.topic, *partition, Offset::Offset(span.first), Duration::from_secs(10)) {
@@ -202,6 +215,8 @@ async fn commit(
     topic: &str,
     producer: &Producer,
     spans: &HashMap<i32, Span>,
+    shutdown: &mut watch::Receiver<bool>,
+    on_ready: &(dyn Fn(bool) + Send + Sync),
 ) -> Result<(), TxnError> {
     let mut offsets = TopicPartitionList::new();
     for (partition, span) in spans {
@@ -209,28 +224,49 @@ async fn commit(
             .add_partition_offset(topic, *partition, Offset::Offset(span.next))
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
     }
-    retry_briefly("send offsets", || async {
+    retry_while_down("send offsets", shutdown, on_ready, || async {
         let group = consumer.group_metadata().ok_or_else(|| TxnError::Fatal("consumer has no group metadata".into()))?;
         producer.send_offsets(offsets.clone(), group).await
     })
     .await?;
-    retry_briefly("commit", || producer.commit_transaction()).await
+    retry_while_down("commit", shutdown, on_ready, || producer.commit_transaction()).await
 }
 
-/// Within a commit: retry a retriable failure a few times, then report it.
-async fn retry_briefly<F, Fut>(what: &str, mut f: F) -> Result<(), TxnError>
+/// Within a commit: retry a retriable failure for as long as it lasts (Kafka down or
+/// restarting), with the stage not ready meanwhile. A commit that timed out goes on in
+/// librdkafka's background and is resumed by calling it again; giving up instead, and
+/// aborting, failed with "Conflicting commit_transaction API call is already in progress" and
+/// ended the process. Returns the last error if shutdown is requested meanwhile.
+async fn retry_while_down<F, Fut>(
+    what: &str,
+    shutdown: &mut watch::Receiver<bool>,
+    on_ready: &(dyn Fn(bool) + Send + Sync),
+    mut f: F,
+) -> Result<(), TxnError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), TxnError>>,
 {
-    let mut attempts = 0;
+    let mut attempts = 0u32;
     loop {
         match f().await {
-            Err(TxnError::Retriable(e)) if attempts < 5 => {
+            Err(TxnError::Retriable(e)) => {
                 attempts += 1;
-                tracing::debug!(error = %e, "{what}: retrying");
+                if attempts > 3 {
+                    on_ready(false);
+                    tracing::warn!(error = %e, attempts, "{what}: Kafka cannot settle it yet; retrying");
+                }
+                let backoff = Duration::from_millis(100 * u64::from(attempts.min(20)));
+                if crate::lanes::sleep_or_shutdown(backoff, shutdown).await {
+                    return Err(TxnError::Retriable(e));
+                }
             }
-            other => return other,
+            other => {
+                if attempts > 3 {
+                    on_ready(true);
+                }
+                return other;
+            }
         }
     }
 }
