@@ -29,9 +29,9 @@ fn event(i: usize, at: i64) -> EventLog {
     EventLog {
         event_id: format!("evt-{i:04}"),
         request_id: "r".into(),
-        source: if i % 3 == 0 { "a".into() } else { "b".into() },
+        source: if i.is_multiple_of(3) { "a".into() } else { "b".into() },
         environment: "development".into(),
-        event_type: Some(if i % 2 == 0 { "track".into() } else { "identify".into() }),
+        event_type: Some(if i.is_multiple_of(2) { "track".into() } else { "identify".into() }),
         name: Some("Order Completed".into()),
         user_id: Some(format!("u{}", i % 7)),
         status: "processed".into(),
@@ -52,10 +52,10 @@ fn action(i: usize, at: i64) -> ActionLog {
         action_id: format!("act-{i:04}"),
         event_id: format!("evt-{i:04}"),
         mapping_id: "m".into(),
-        source: if i % 3 == 0 { "a".into() } else { "b".into() },
+        source: if i.is_multiple_of(3) { "a".into() } else { "b".into() },
         environment: "development".into(),
         action_type: "trigger_workflow".into(),
-        status: if i % 4 == 0 { "failed".into() } else { "success".into() },
+        status: if i.is_multiple_of(4) { "failed".into() } else { "success".into() },
         parameters: json!({}),
         payload: None,
         result: None,
@@ -98,7 +98,7 @@ async fn listings_merge_slices_and_buckets_across_days_with_cursors_and_filters(
         // the bucket count changes midway, as a reconfigured fleet would
         let s = if i < 200 { &first } else { &store(&ks, 5).await };
         s.write_event_log(&event(i, *at), 3600).await.unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             s.write_action_log(&action(i, *at), Some("wf"), 3600).await.unwrap();
         }
     }
@@ -154,7 +154,7 @@ async fn listings_merge_slices_and_buckets_across_days_with_cursors_and_filters(
     })
     .await;
     let mut want: Vec<(i64, String)> =
-        times.iter().enumerate().filter(|(i, _)| i % 2 == 0 && i % 4 == 0).map(|(i, at)| (*at, format!("act-{i:04}"))).collect();
+        times.iter().enumerate().filter(|(i, _)| i.is_multiple_of(2) && i.is_multiple_of(4)).map(|(i, at)| (*at, format!("act-{i:04}"))).collect();
     want.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     assert_eq!(got.into_iter().map(|a| (a.inserted_at, a.action_id)).collect::<Vec<_>>(), want);
 

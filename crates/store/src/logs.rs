@@ -279,7 +279,7 @@ impl Store {
 
     async fn times(&self, kind: Kind, q: &str, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        self.walk_timeline::<(i64, String)>(kind, q, environment, since_ms, now_ms() + 60_000, |r| (r.0, &r.1), |(t, id)| {
+        self.walk_timeline::<(i64, String)>(kind, q, environment, since_ms..=now_ms() + 60_000, |r| (r.0, &r.1), |(t, id)| {
             out.push((id, t));
             true
         })

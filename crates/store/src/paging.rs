@@ -116,7 +116,7 @@ impl Store {
         let until = w.after.as_ref().map(|(t, _)| (*t).min(w.until)).unwrap_or(w.until);
         let mut items = Vec::new();
         let mut more = false;
-        self.walk_timeline::<T>(kind, q, environment, w.since, until, |t| t.time_id(), |t| {
+        self.walk_timeline::<T>(kind, q, environment, w.since..=until, |t| t.time_id(), |t| {
             let row = make(t);
             let (t, id) = key(&row);
             if let Some((ct, cid)) = &w.after {

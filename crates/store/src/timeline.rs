@@ -115,7 +115,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every entry of `kind` in `env` between `since` and `until` (inclusive), newest first,
+    /// Every entry of `kind` in `env` within `window` (ms, inclusive), newest first,
     /// calling `each` until it returns false. `select` is the timeline query with the bind
     /// markers `environment = ? AND slice = ? AND bucket = ? AND <time> <= ? AND <time> >= ?`;
     /// `time_id` gives a row's (time, id).
@@ -124,14 +124,14 @@ impl Store {
         kind: Kind,
         select: &str,
         env: &str,
-        since: i64,
-        until: i64,
+        window: std::ops::RangeInclusive<i64>,
         time_id: impl Fn(&T) -> (i64, &str),
         mut each: impl FnMut(T) -> bool,
     ) -> Result<(), StoreError>
     where
         T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
     {
+        let (since, until) = (*window.start(), *window.end());
         for (slice, buckets) in self.slices(env, kind, since, until).await? {
             let opened = futures::future::join_all((0..buckets).map(|b| {
                 let mut st = scylla::statement::Statement::new(select.to_string());

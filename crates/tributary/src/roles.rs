@@ -8,7 +8,7 @@ use tributary_runtime::config::Config;
 use tributary_runtime::{serve_health, Readiness, Shutdown};
 use tributary_store::{ConfigCache, Store, StoreSettings};
 use tributary_workers::executor::{Executor, LogPath, LogWriter};
-use tributary_workers::{mapper::Mapper, producing_delivery, translator::Translator};
+use tributary_workers::{mapper::Mapper, producing_delivery, translator::Translator, StageSpec};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
@@ -186,12 +186,12 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                 Role::Translator => {
                     let p = producer()?;
                     let h = Arc::new(Translator { cache, store, producer: p.clone(), out_topic: topics.normalized.clone() });
-                    tributary_workers::run(&cfg, "translator", topics.raw.clone(), cfg.workers.lanes, h, &p, delivery, &readiness, &shutdown).await
+                    tributary_workers::run(&cfg, StageSpec { name: "translator", topic: topics.raw.clone(), lanes: cfg.workers.lanes }, h, &p, delivery, &readiness, &shutdown).await
                 }
                 Role::Mapper => {
                     let p = producer()?;
                     let h = Arc::new(Mapper { cache, producer: p.clone(), out_topic: topics.actions.clone() });
-                    tributary_workers::run(&cfg, "mapper", topics.normalized.clone(), cfg.workers.lanes, h, &p, delivery, &readiness, &shutdown).await
+                    tributary_workers::run(&cfg, StageSpec { name: "mapper", topic: topics.normalized.clone(), lanes: cfg.workers.lanes }, h, &p, delivery, &readiness, &shutdown).await
                 }
                 Role::Executor => {
                     let p = producer()?;
@@ -202,13 +202,13 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                     )?;
                     let logs = if cfg.workers.exactly_once { LogPath::Report(topics.action_logs.clone()) } else { LogPath::Direct };
                     let h = Arc::new(Executor { cache, store: store.clone(), producer: p.clone(), triggers_topic: topics.triggers.clone(), http, logs });
-                    let executor = tributary_workers::run(&cfg, "executor", topics.actions.clone(), cfg.workers.lanes, h, &p, delivery, &readiness, &shutdown);
+                    let executor = tributary_workers::run(&cfg, StageSpec { name: "executor", topic: topics.actions.clone(), lanes: cfg.workers.lanes }, h, &p, delivery, &readiness, &shutdown);
                     // The reports' writer: upserts only, so at-least-once is enough.
                     let wp = worker_producer(&cfg.kafka.brokers, "tributary-action-log-writer", None).map_err(|e| e.to_string())?;
                     // Known-event and daily counts: one update per key per second (see the store).
                     store.spawn_counter_flush(Duration::from_secs(1), shutdown.receiver());
                     let writer = Arc::new(LogWriter { store });
-                    let writer = tributary_workers::run(&cfg, "action-log-writer", topics.action_logs.clone(), cfg.workers.log_writer_lanes, writer, &wp, Delivery::AtLeastOnce, &readiness, &shutdown);
+                    let writer = tributary_workers::run(&cfg, StageSpec { name: "action-log-writer", topic: topics.action_logs.clone(), lanes: cfg.workers.log_writer_lanes }, writer, &wp, Delivery::AtLeastOnce, &readiness, &shutdown);
                     // A failure of either ends the role (and the process, which shuts down).
                     tokio::try_join!(executor, writer).map(|_| ())
                 }

@@ -24,11 +24,17 @@ use tributary_runtime::config::Config;
 use tributary_runtime::{Readiness, Shutdown};
 
 /// Run one stage's consume loop until shutdown.
+/// Which stage a process runs: its name (consumer group, client id, readiness check), the
+/// topic it consumes, and how many records it handles at once.
+pub struct StageSpec<'a> {
+    pub name: &'a str,
+    pub topic: String,
+    pub lanes: usize,
+}
+
 pub async fn run<H: Handler + 'static>(
     cfg: &Config,
-    stage: &str,
-    topic: String,
-    lanes: usize,
+    spec: StageSpec<'_>,
     handler: std::sync::Arc<H>,
     producer: &Producer,
     delivery: Delivery,
@@ -38,17 +44,17 @@ pub async fn run<H: Handler + 'static>(
     let topics = Topics::new(&cfg.kafka.topic_prefix);
     let opts = StageOptions {
         brokers: cfg.kafka.brokers.clone(),
-        group: cfg.group(stage),
-        topic,
+        group: cfg.group(spec.name),
+        topic: spec.topic,
         dead_letter_topic: topics.dead_letter.clone(),
         max_attempts: cfg.workers.max_attempts,
-        client_id: format!("tributary-{stage}"),
-        lanes,
+        client_id: format!("tributary-{}", spec.name),
+        lanes: spec.lanes,
         max_in_flight: cfg.workers.max_in_flight,
         delivery,
     };
     let r = readiness.clone();
-    let name = stage.to_string();
+    let name = spec.name.to_string();
     run_stage(opts, handler, producer, shutdown.receiver(), move |ok| r.set(&name, ok)).await?;
     producer.flush(Duration::from_secs(10));
     Ok(())
