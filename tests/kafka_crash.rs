@@ -11,14 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tributary_tests::{read_topic_from, Cluster, PrivateKafka};
 
-/// Not in `make test` yet: it found a bug that it hits intermittently (4 local passes, then a
-/// CI run failed). After the SIGKILL, a stage's abort can fail with a *fatal* transaction error
-/// (`INVALID_TXN_STATE`: "Producer attempted a transactional operation in an invalid state"),
-/// the role fails and its process exits, and nothing downstream fires again. The fix to make
-/// first: on a fatal transaction error, build a new transactional producer (init_transactions
-/// fences and aborts the old one) and redo the batch, instead of ending the role. Then remove
-/// the `ignore`. Run it with `cargo test --test kafka_crash -- --ignored`.
-#[ignore = "finds the fatal-transaction-error exit described above; fix that first (issue 17)"]
+/// In CI this test once found a stage exiting: after the SIGKILL, an abort failed with a fatal
+/// transaction error (`INVALID_TXN_STATE`) and the role ended. A fatal error other than fencing
+/// now replaces the stage's producer and redoes the batch (`exactly_once::replace_producer`).
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_crash_and_stop_under_the_whole_pipeline_lose_nothing_and_fire_nothing_twice() {
     let kafka = PrivateKafka::new();

@@ -96,7 +96,7 @@ pub(crate) async fn run<H: Handler + 'static>(
         .create_with_context(StageContext { log: log.clone() })
         .map_err(|e| format!("kafka consumer: {e}"))?;
     subscribe(&consumer, &opts.topic)?;
-    retry_txn("init transactions", &mut shutdown, || producer.init_transactions()).await?;
+    retry_txn("init transactions", &mut shutdown, || producer.init_transactions()).await.map_err(|e| e.message)?;
     let opts = Arc::new(opts);
     on_ready(true);
     let mut lanes = Lanes::spawn(&opts, &handler, producer, &shutdown, &on_ready);
@@ -146,7 +146,14 @@ pub(crate) async fn run<H: Handler + 'static>(
 
         // 2. Process.
         BATCH_RECORDS.with_label_values(&[&opts.group]).observe(batch.len() as f64);
-        retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await?;
+        if let Err(e) = retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await {
+            // Nothing of this batch is sent yet: after a fresh producer, the batch goes ahead.
+            if *shutdown.borrow() || !e.recoverable {
+                return Err(e.message);
+            }
+            replace_producer(producer, &opts.group, &e.message, &mut shutdown).await?;
+            retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await.map_err(|e| e.message)?;
+        }
         let n = batch.len();
         for m in batch {
             lanes.dispatch(m);
@@ -168,11 +175,14 @@ pub(crate) async fn run<H: Handler + 'static>(
 
         // 3. Commit.
         let started = std::time::Instant::now();
-        let committed = commit(&consumer, &opts.topic, producer, &spans, &mut shutdown, on_ready.as_ref()).await;
+        let committed = match producer.take_txn_failure() {
+            Some(why) => Err(TxnError::Abortable(why)),
+            None => commit(&consumer, &opts.topic, producer, &spans, &mut shutdown, on_ready.as_ref()).await,
+        };
         COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
         match committed {
             Ok(()) => TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc(),
-            Err(TxnError::Fatal(e)) => {
+            Err(TxnError::Fenced(e)) => {
                 return Err(format!(
                     "{e} (another process may be using this stage's transactional id: give each process its own workers.instance_id)"
                 ))
@@ -188,13 +198,22 @@ pub(crate) async fn run<H: Handler + 'static>(
             Err(e) => {
                 tracing::warn!(stage = %opts.group, error = %e, records = n, "transaction aborted; the batch will be redone");
                 TRANSACTIONS.with_label_values(&[&opts.group, "aborted"]).inc();
-                // Retriable failures of the abort (a broker restarting, a commit still settling
-                // in the background) are waited out, not a reason to stop the stage.
-                if let Err(e) = retry_txn("abort transaction", &mut shutdown, || producer.abort_transaction()).await {
+                // An abortable failure is aborted; retriable failures of the abort (a broker
+                // restarting, a commit still settling in the background) are waited out. A
+                // fatal one, of the commit or of the abort, is not a reason to stop the stage:
+                // a fresh producer's `init_transactions` aborts the open transaction for us.
+                let aborted = match e {
+                    TxnError::Fatal(e) => Err(TxnFailure { message: e, recoverable: true }),
+                    _ => retry_txn("abort transaction", &mut shutdown, || producer.abort_transaction()).await,
+                };
+                if let Err(e) = aborted {
                     if *shutdown.borrow() {
                         break 'batches;
                     }
-                    return Err(e);
+                    if !e.recoverable {
+                        return Err(e.message);
+                    }
+                    replace_producer(producer, &opts.group, &e.message, &mut shutdown).await?;
                 }
                 for (partition, span) in &spans {
                     if let Err(e) = consumer.seek(&opts.topic, *partition, Offset::Offset(span.first), Duration::from_secs(10)) {
@@ -271,8 +290,15 @@ where
     }
 }
 
+/// Why a transaction call gave up, and whether a fresh producer can carry on.
+struct TxnFailure {
+    message: String,
+    /// A fatal error other than fencing: the producer's state is lost, not taken over.
+    recoverable: bool,
+}
+
 /// Retry a transaction call while it fails retriably (broker restarting, coordinator moving).
-async fn retry_txn<F, Fut>(what: &str, shutdown: &mut watch::Receiver<bool>, mut f: F) -> Result<(), String>
+async fn retry_txn<F, Fut>(what: &str, shutdown: &mut watch::Receiver<bool>, mut f: F) -> Result<(), TxnFailure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), TxnError>>,
@@ -283,10 +309,22 @@ where
             Err(TxnError::Retriable(e)) => {
                 tracing::warn!(error = %e, "{what}: retrying");
                 if crate::lanes::sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
-                    return Err(format!("{what}: shut down while retrying"));
+                    return Err(TxnFailure { message: format!("{what}: shut down while retrying"), recoverable: false });
                 }
             }
-            Err(e) => return Err(format!("{what}: {e}")),
+            Err(e) => {
+                let recoverable = matches!(e, TxnError::Fatal(_));
+                return Err(TxnFailure { message: format!("{what}: {e}"), recoverable });
+            }
         }
     }
+}
+
+/// Replace a producer left unusable by a fatal transaction error with a fresh one (same
+/// transactional id), whose `init_transactions` aborts whatever the old one left open.
+async fn replace_producer(producer: &Producer, stage: &str, why: &str, shutdown: &mut watch::Receiver<bool>) -> Result<(), String> {
+    tracing::warn!(stage, error = why, "transactional producer unusable; replacing it and redoing the batch");
+    TRANSACTIONS.with_label_values(&[stage, "producer_replaced"]).inc();
+    producer.rebuild().map_err(|e| format!("replace producer: {e}"))?;
+    retry_txn("init transactions", shutdown, || producer.init_transactions()).await.map_err(|e| e.message)
 }

@@ -9,7 +9,8 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
     c
 }
 
-/// Exactly-once batches by outcome: `committed`, `aborted` (redone), `abandoned` (shutdown).
+/// Exactly-once batches by outcome: `committed`, `aborted` (redone), `abandoned` (shutdown),
+/// `producer_replaced` (a fatal transaction error; the batch is redone by a fresh producer).
 pub static TRANSACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(Opts::new("tributary_stage_transactions_total", "Stage transactions by outcome"), &["stage", "outcome"])
