@@ -22,7 +22,7 @@ use crate::producer::Producer;
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,13 @@ pub struct Record<'a> {
     pub partition: i32,
     pub offset: i64,
     pub attempt: u32,
+}
+
+impl Record<'_> {
+    /// The headers that have a value, in order: `(name as sent, value)`.
+    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+        self.headers.map(|h| h.iter().filter_map(|hd| hd.value.map(|v| (hd.key, v))).collect()).unwrap_or_default()
+    }
 }
 
 pub trait Handler: Send + Sync {
