@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-tools.sh: what `make test` needs beyond the Rust toolchain and the services, installed
 # if missing (idempotent): headless Chromium and its WebDriver for the console's browser test
-# (Debian's packages), and the operator checks' tools (deploy/prometheus/install-tools.sh:
+# and kcat for the Kafka ingest test (Debian's packages), and the operator checks' tools (deploy/prometheus/install-tools.sh:
 # promtool, prometheus, kubectl, kubernetes-validate, check-jsonschema, hadolint).
 # Needs root for apt-get; CI runs as root.
 set -euo pipefail
@@ -11,5 +11,12 @@ if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null ||
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+# kcat: tests/ingest.rs produces to the ingest topic with a client the project did not write.
+if ! command -v kcat >/dev/null; then
+  echo "[test-tools] apt-get install kcat" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends kcat >/dev/null
 fi
 bash "$here/../prometheus/install-tools.sh"

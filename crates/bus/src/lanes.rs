@@ -101,6 +101,9 @@ fn lane_of(key: &[u8], lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
+/// Record headers never copied to the dead-letter topic: they carry credentials.
+const CREDENTIAL_HEADERS: [&str; 2] = ["tributary-token", "authorization"];
+
 /// Returns false if shutdown interrupted the record before it was done.
 pub(crate) async fn process<H: Handler + ?Sized>(
     opts: &StageOptions,
@@ -114,7 +117,15 @@ pub(crate) async fn process<H: Handler + ?Sized>(
     let mut attempt = 1u32;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let record = Record { key: msg.key(), payload, partition: msg.partition(), offset: msg.offset(), attempt };
+        let record = Record {
+            key: msg.key(),
+            payload,
+            headers: msg.headers(),
+            timestamp: msg.timestamp().to_millis(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            attempt,
+        };
         match handler.handle(&record).await {
             Ok(()) => {
                 on_ready(true);
@@ -134,7 +145,8 @@ pub(crate) async fn process<H: Handler + ?Sized>(
                     ("x-stage".into(), opts.group.clone()),
                 ];
                 if let Some(h) = msg.headers() {
-                    for hd in h.iter() {
+                    // A credential in a header (an ingest producer's token) goes no further.
+                    for hd in h.iter().filter(|hd| !CREDENTIAL_HEADERS.contains(&hd.key.to_ascii_lowercase().as_str())) {
                         if let Some(v) = hd.value {
                             headers.push((hd.key.to_string(), String::from_utf8_lossy(v).into_owned()));
                         }

@@ -22,7 +22,7 @@ use crate::producer::Producer;
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,9 +41,20 @@ pub enum StageError {
 pub struct Record<'a> {
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
+    /// The record's headers (the ingest stage reads its source from them).
+    pub headers: Option<&'a OwnedHeaders>,
+    /// The record's timestamp (ms since the epoch), when it has one.
+    pub timestamp: Option<i64>,
     pub partition: i32,
     pub offset: i64,
     pub attempt: u32,
+}
+
+impl Record<'_> {
+    /// The headers that have a value, in order: `(name as sent, value)`.
+    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+        self.headers.map(|h| h.iter().filter_map(|hd| hd.value.map(|v| (hd.key, v))).collect()).unwrap_or_default()
+    }
 }
 
 pub trait Handler: Send + Sync {

@@ -9,7 +9,10 @@ use std::time::Duration;
 /// The topics of one installation, all under one prefix.
 #[derive(Debug, Clone)]
 pub struct Topics {
-    /// Gateway → translator: one record per received item ([`tributary_model::RawEvent`]).
+    /// Your services → ingest stage: Segment-spec JSON as the HTTP endpoints take it, the
+    /// source named in record headers (the documented way in for producers; see the README).
+    pub ingest: String,
+    /// Gateway and ingest stage → translator: one record per received item ([`tributary_model::RawEvent`]).
     pub raw: String,
     /// Translator → mapper ([`tributary_model::EventRecord`]).
     pub normalized: String,
@@ -27,6 +30,7 @@ pub struct Topics {
 impl Topics {
     pub fn new(prefix: &str) -> Self {
         Topics {
+            ingest: format!("{prefix}.ingest"),
             raw: format!("{prefix}.raw"),
             normalized: format!("{prefix}.normalized"),
             actions: format!("{prefix}.actions"),
@@ -36,8 +40,8 @@ impl Topics {
         }
     }
 
-    pub fn all(&self) -> [&str; 6] {
-        [&self.raw, &self.normalized, &self.actions, &self.triggers, &self.action_logs, &self.dead_letter]
+    pub fn all(&self) -> [&str; 7] {
+        [&self.ingest, &self.raw, &self.normalized, &self.actions, &self.triggers, &self.action_logs, &self.dead_letter]
     }
 }
 

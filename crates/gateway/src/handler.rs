@@ -14,13 +14,11 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tributary_bus::{ProduceError, Producer};
-use tributary_model::event::partition_key;
-use tributary_model::event::{RawEventCommon, RawEventEncoder};
 use tributary_model::{EnvironmentSettings, Template};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
 use tributary_sources::request::decode_body;
-use tributary_sources::{screen_with, Incoming};
+use tributary_sources::{raw_records, screen_with, Incoming, RawRecord, RawRecords, Receipt};
 use tributary_store::ConfigCache;
 
 pub struct GatewayState {
@@ -184,39 +182,14 @@ async fn accept(
     let processed = screen_with(&incoming, |item| if implied.is_some() { strip_write_key(item) } else { item })
         .map_err(|e| labels(e.into()))?;
     let request_id = tributary_model::ids::random_id();
-
-    let encoder = RawEventEncoder::new(&RawEventCommon {
-        request_id: &request_id,
-        source: &settings.source,
-        environment: &settings.environment,
-        template,
-        received_at: now_ms,
-        verification: processed.verification,
-        headers: &processed.headers,
-        batch_context: processed.batch_context.as_deref(),
-        batch_integrations: processed.batch_integrations.as_deref(),
-        implied_type: implied,
-    });
-    let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(processed.items.len());
-    let mut rejected: Vec<Value> = Vec::new();
-    let mut first_error: Option<(String, String)> = None;
-    for item in processed.items.iter() {
-        let who = match &item.outcome {
-            Ok(n) => n.user_id.as_deref().or(n.anonymous_id.as_deref()),
-            Err(e) => {
-                metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
-                rejected.push(json!({"index": item.index, "code": e.code, "message": e.message}));
-                first_error.get_or_insert((e.code.clone(), e.message.clone()));
-                None
-            }
-        };
-        let key = match who {
-            Some(who) => partition_key(&settings.environment, who),
-            // nobody to keep in order with: spread by the item's own id
-            None => partition_key(&settings.environment, &format!("{request_id}:{}", item.index)),
-        };
-        records.push((key, encoder.encode(item.index, &item.raw)));
+    let receipt = Receipt { request_id: &request_id, received_at: now_ms, implied_type: implied };
+    let RawRecords { records, rejected } = raw_records(settings, template, &processed, &receipt);
+    for (_, e) in &rejected {
+        metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
     }
+    let first_error = rejected.first().map(|(_, e)| (e.code.clone(), e.message.clone()));
+    let rejected: Vec<Value> =
+        rejected.into_iter().map(|(index, e)| json!({"index": index, "code": e.code, "message": e.message})).collect();
     metrics::ACCEPTED.inc_by((records.len() - rejected.len()) as u64);
 
     // Every item, refused ones too (the event log shows them), is durably in Kafka before we
@@ -243,7 +216,7 @@ async fn produce_all(
     settings: &EnvironmentSettings,
     request_id: &str,
     now_ms: i64,
-    records: &[(String, Vec<u8>)],
+    records: &[RawRecord],
 ) -> Result<(), GatewayError> {
     if records.is_empty() {
         return Ok(());
@@ -256,7 +229,7 @@ async fn produce_all(
         ("request_id", request_id),
     ];
     let started = Instant::now();
-    let sends = records.iter().map(|(key, bytes)| st.producer.send(&st.topic, key, bytes, &headers));
+    let sends = records.iter().map(|r| st.producer.send(&st.topic, &r.key, &r.value, &headers));
     let results = tokio::time::timeout(st.produce_timeout, futures::future::join_all(sends))
         .await
         .map_err(|_| GatewayError::Unavailable(format!("no acknowledgement from Kafka within {:?}", st.produce_timeout)))?;

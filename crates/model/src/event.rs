@@ -34,8 +34,14 @@ pub struct RawEvent {
     /// when the item has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implied_type: Option<String>,
-    /// The item itself, byte for byte.
+    /// The item itself, byte for byte (for a refused record that is not JSON, the record's
+    /// text as a JSON string).
     pub item: Box<RawValue>,
+    /// Set when the whole input was refused before it could be split into items (a Kafka
+    /// ingest record that is not JSON, or too large): the translator logs it as rejected with
+    /// this error. The gateway answers such requests with a 4xx instead and never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<ItemError>,
 }
 
 /// What became of an event.

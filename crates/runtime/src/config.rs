@@ -27,6 +27,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub admin: AdminConfig,
     pub workers: WorkersConfig,
+    pub ingest: IngestConfig,
     pub log: LogConfig,
 }
 
@@ -35,8 +36,8 @@ pub struct Config {
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated.
     pub brokers: String,
-    /// Topic names are `{prefix}.raw`, `{prefix}.normalized`, `{prefix}.actions`,
-    /// `{prefix}.triggers`, `{prefix}.dead-letter`.
+    /// Topic names are `{prefix}.ingest`, `{prefix}.raw`, `{prefix}.normalized`,
+    /// `{prefix}.actions`, `{prefix}.triggers`, `{prefix}.action-logs`, `{prefix}.dead-letter`.
     pub topic_prefix: String,
     /// Partitions of each topic `migrate` creates: the most consumers one stage can use.
     pub partitions: i32,
@@ -132,6 +133,17 @@ pub struct WorkersConfig {
     pub batch_linger_ms: u64,
 }
 
+/// The Kafka ingest stage (`{prefix}.ingest` → raw topic). Its consumer settings (lanes,
+/// batches, exactly-once) are the workers'.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest record value taken (after a `content-encoding: gzip` header is undone); a larger
+    /// one is logged as rejected (`payload_too_large`). The broker's own limit
+    /// (`message.max.bytes`, 1 MiB by default) applies first, at produce time.
+    pub max_record_bytes: usize,
+}
+
 /// The host name (`/proc/sys/kernel/hostname`, then `$HOSTNAME`), for the default instance id.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -160,6 +172,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             admin: AdminConfig::default(),
             workers: WorkersConfig::default(),
+            ingest: IngestConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -233,13 +246,19 @@ impl Default for WorkersConfig {
     }
 }
 
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_record_bytes: 1024 * 1024 }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { level: "info".into(), format: "json".into() }
     }
 }
 
-const SECTIONS: [&str; 6] = ["kafka", "cassandra", "gateway", "admin", "workers", "log"];
+const SECTIONS: [&str; 7] = ["kafka", "cassandra", "gateway", "admin", "workers", "ingest", "log"];
 
 impl Config {
     /// Load `path` (if given), then apply `TRIBUTARY_*` variables from `env`.
@@ -303,6 +322,9 @@ impl Config {
         }
         if self.gateway.max_body_bytes < 1024 {
             return bad("gateway.max_body_bytes", "must be at least 1024");
+        }
+        if self.ingest.max_record_bytes < 1024 {
+            return bad("ingest.max_record_bytes", "must be at least 1024");
         }
         if !["json", "text"].contains(&self.log.format.as_str()) {
             return bad("log.format", "must be `json` or `text`");
@@ -390,6 +412,9 @@ mod tests {
         assert!(e.contains("brokres"), "{e}");
         let e = Config::load(None, env(&[("TRIBUTARY_WORKERS_LANSE", "4")])).unwrap_err().to_string();
         assert!(e.contains("lanse"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_INGEST_MAX_RECORD_BYTES", "10")])).unwrap_err().to_string();
+        assert!(e.contains("ingest.max_record_bytes"), "{e}");
+        assert_eq!(Config::load(None, env(&[("TRIBUTARY_INGEST_MAX_RECORD_BYTES", "4096")])).unwrap().ingest.max_record_bytes, 4096);
         let e = Config::load(None, env(&[("TRIBUTARY_KAFKA_PARTITIONS", "0")])).unwrap_err().to_string();
         assert!(e.contains("kafka.partitions"), "{e}");
         let e = Config::load(None, env(&[("TRIBUTARY_GATEWAY_LISTEN", "nowhere")])).unwrap_err().to_string();

@@ -6,6 +6,7 @@
 //! - [`verify`]: signature schemes (Segment `X-Signature`, Standard Webhooks, shared secrets).
 //! - [`identify`]: traits → user fields, and the deep merge of user properties.
 //! - [`templates`]: the defaults a new source gets per template.
+//! - [`raw`]: screened items → the raw topic's records (gateway and Kafka ingest alike).
 //!
 //! The gateway uses `request` (and `normalize`, to key and count); the translator uses
 //! `normalize`; `tributary normalize` runs both exactly as they do.
@@ -17,6 +18,7 @@ pub mod identify;
 pub mod normalize;
 
 pub mod pipeline;
+pub mod raw;
 pub mod request;
 pub mod templates;
 pub mod timestamp;
@@ -24,5 +26,6 @@ pub mod verify;
 
 pub use error::{ItemErrorCode, RequestError};
 pub use normalize::{normalize_item, screen_item, NormalizeInput, Screened};
-pub use pipeline::{process, process_with, screen_with, Incoming, Processed, ProcessedItem};
+pub use pipeline::{process, process_with, screen_vouched, screen_with, Incoming, Processed, ProcessedItem};
+pub use raw::{raw_records, refused_record, RawRecord, RawRecords, Receipt};
 pub use request::{parse_request, Envelope, Item, Request, Shape};

@@ -4,7 +4,7 @@
 
 use crate::error::RequestError;
 use crate::normalize::{normalize_item, screen_item, NormalizeInput, Screened};
-use crate::request::{decode_body, keepable_headers, parse_request, status_for, Request, Shape};
+use crate::request::{decode_body, keepable_headers, parse_request, split_body, status_for, Request, Shape};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tributary_model::{EnvironmentSettings, ItemError, NormalizedEvent, Template};
@@ -58,7 +58,17 @@ pub fn process(inc: &Incoming<'_>) -> Result<Processed, RequestError> {
 
 /// The same, with a chance to rewrite each item's bytes before it is normalized and kept.
 pub fn process_with(inc: &Incoming<'_>, rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>) -> Result<Processed, RequestError> {
-    run(inc, rewrite, normalize_item)
+    run(inc, Check::Signature, rewrite, normalize_item)
+}
+
+/// Who vouches for the sender of a body.
+#[derive(Clone, Copy)]
+enum Check {
+    /// The environment's verification scheme, on the request's headers and body (HTTP).
+    Signature,
+    /// The transport did (the Kafka ingest topic: the broker's ACLs decide who may produce);
+    /// the status to record.
+    Vouched(&'static str),
 }
 
 /// What the gateway runs: the request checks, and each item screened ([`screen_item`]: the
@@ -68,17 +78,30 @@ pub fn screen_with(
     inc: &Incoming<'_>,
     rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>,
 ) -> Result<Processed<Screened>, RequestError> {
-    run(inc, rewrite, screen_item)
+    run(inc, Check::Signature, rewrite, screen_item)
+}
+
+/// [`screen_with`] for input whose transport vouched for its sender: no signature is checked
+/// (a source's verification scheme is an HTTP matter), and `verification` is recorded as the
+/// items' status. The Kafka ingest stage runs this.
+pub fn screen_vouched(inc: &Incoming<'_>, verification: &'static str) -> Result<Processed<Screened>, RequestError> {
+    run(inc, Check::Vouched(verification), |raw| raw, screen_item)
 }
 
 fn run<T>(
     inc: &Incoming<'_>,
+    check: Check,
     mut rewrite: impl FnMut(Box<RawValue>) -> Box<RawValue>,
     per_item: impl Fn(&NormalizeInput<'_>) -> Result<T, ItemError>,
 ) -> Result<Processed<T>, RequestError> {
     let encoding = inc.headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
     let decoded = decode_body(encoding, inc.body, inc.max_body)?;
-    let env = parse_request(inc.template, inc.settings, &Request { headers: inc.headers, body: &decoded }, inc.now_ms / 1000)?;
+    let env = match check {
+        Check::Signature => {
+            parse_request(inc.template, inc.settings, &Request { headers: inc.headers, body: &decoded }, inc.now_ms / 1000)?
+        }
+        Check::Vouched(status) => split_body(inc.template, inc.settings, &decoded, status)?,
+    };
     let headers = keepable_headers(inc.settings, inc.headers);
     let mut items = Vec::with_capacity(env.items.len());
     for item in env.items {

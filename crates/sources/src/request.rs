@@ -84,7 +84,18 @@ pub fn parse_request(
     now_secs: i64,
 ) -> Result<Envelope, RequestError> {
     let verification = verify::verify(&settings.verification, req.headers, req.body, now_secs)?;
-    let text = std::str::from_utf8(req.body).map_err(|e| RequestError::InvalidJson(format!("not UTF-8: {e}")))?;
+    split_body(template, settings, req.body, verification)
+}
+
+/// Split a decoded body that needs no verification here (its transport vouched for the
+/// sender), recording `verification` as its status.
+pub fn split_body(
+    template: Template,
+    settings: &EnvironmentSettings,
+    body: &[u8],
+    verification: &'static str,
+) -> Result<Envelope, RequestError> {
+    let text = std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson(format!("not UTF-8: {e}")))?;
     let whole: Box<RawValue> = serde_json::from_str(text).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
     let mut env = Envelope { shape: Shape::Single, items: Vec::new(), batch_context: None, batch_integrations: None, verification };
     let array_path = if template.is_cdp() { None } else { settings.paths.array.as_deref() };

@@ -29,6 +29,8 @@ enum Command {
     Migrate,
     /// HTTP ingestion: /integrations/receive/{token} and the Segment tracking API.
     Gateway,
+    /// Kafka ingestion: records your services produce to `{prefix}.ingest` → raw items.
+    Ingest,
     /// Raw items → normalized events.
     Translator,
     /// Normalized events → action plans.
@@ -66,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Migrate => roles::migrate(&cfg).await,
             Command::Gateway => roles::run(&cfg, &[roles::Role::Gateway]).await,
+            Command::Ingest => roles::run(&cfg, &[roles::Role::Ingest]).await,
             Command::Translator => roles::run(&cfg, &[roles::Role::Translator]).await,
             Command::Mapper => roles::run(&cfg, &[roles::Role::Mapper]).await,
             Command::Executor => roles::run(&cfg, &[roles::Role::Executor]).await,

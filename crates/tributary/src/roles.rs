@@ -8,11 +8,13 @@ use tributary_runtime::config::Config;
 use tributary_runtime::{serve_health, Readiness, Shutdown};
 use tributary_store::{ConfigCache, Store, StoreSettings};
 use tributary_workers::executor::{Executor, LogPath, LogWriter};
+use tributary_workers::ingest::Ingest;
 use tributary_workers::{mapper::Mapper, producing_delivery, translator::Translator, StageSpec};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
     Gateway,
+    Ingest,
     Translator,
     Mapper,
     Executor,
@@ -20,9 +22,9 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Gateway, Role::Translator, Role::Mapper, Role::Executor, Role::Admin];
+    pub const ALL: [Role; 6] = [Role::Gateway, Role::Ingest, Role::Translator, Role::Mapper, Role::Executor, Role::Admin];
     fn is_worker(self) -> bool {
-        matches!(self, Role::Translator | Role::Mapper | Role::Executor)
+        matches!(self, Role::Ingest | Role::Translator | Role::Mapper | Role::Executor)
     }
 }
 
@@ -61,6 +63,7 @@ fn initial_checks(roles: &[Role]) -> Vec<&'static str> {
         checks.extend_from_slice(match role {
             Role::Gateway => &["config"][..],
             Role::Admin => &["admin"],
+            Role::Ingest => &["ingest"],
             Role::Translator => &["translator"],
             Role::Mapper => &["mapper"],
             Role::Executor => &["executor", "action-log-writer"],
@@ -156,7 +159,7 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     }
     if roles.iter().any(|r| r.is_worker()) {
         // Every worker process measures every stage's lag (see tributary_bus::lag).
-        let targets = [("translator", &topics.raw), ("mapper", &topics.normalized), ("executor", &topics.actions), ("action-log-writer", &topics.action_logs)]
+        let targets = [("ingest", &topics.ingest), ("translator", &topics.raw), ("mapper", &topics.normalized), ("executor", &topics.actions), ("action-log-writer", &topics.action_logs)]
             .into_iter()
             .map(|(stage, topic)| LagTarget { stage: stage.into(), group: cfg.group(stage), topic: topic.clone() })
             .collect();
@@ -183,6 +186,20 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
             match role {
                 Role::Gateway => tributary_gateway::run(&cfg, cache, readiness, shutdown).await,
                 Role::Admin => tributary_admin::run(&cfg, store, readiness, shutdown).await,
+                Role::Ingest => {
+                    let p = producer()?;
+                    tributary_workers::ingest::init_metrics();
+                    let h = Arc::new(Ingest {
+                        cache,
+                        producer: p.clone(),
+                        ingest_topic: topics.ingest.clone(),
+                        raw_topic: topics.raw.clone(),
+                        dead_letter_topic: topics.dead_letter.clone(),
+                        group: cfg.group("ingest"),
+                        max_record_bytes: cfg.ingest.max_record_bytes,
+                    });
+                    tributary_workers::run(&cfg, StageSpec { name: "ingest", topic: topics.ingest.clone(), lanes: cfg.workers.lanes }, h, &p, delivery, &readiness, &shutdown).await
+                }
                 Role::Translator => {
                     let p = producer()?;
                     let h = Arc::new(Translator { cache, store, producer: p.clone(), out_topic: topics.normalized.clone() });

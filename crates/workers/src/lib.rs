@@ -1,5 +1,7 @@
 //! The worker stages, each a Kafka consumer group that scales by adding processes:
 //!
+//! - [`ingest`]: records your services produce to the ingest topic → raw items, as the
+//!   gateway makes them from HTTP requests.
 //! - [`translator`]: raw items → normalized events (dedup on the idempotency key).
 //! - [`mapper`]: events → the ordered actions their environment's mappings ask for.
 //! - [`executor`]: writes event and action logs, runs identify / set_tenant against the store,
@@ -13,6 +15,7 @@
 //! idempotent, so a replay after a crash or a rebalance repeats no effect that already happened.
 
 pub mod executor;
+pub mod ingest;
 pub mod mapper;
 mod metrics;
 pub mod sink;

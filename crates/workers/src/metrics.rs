@@ -61,3 +61,35 @@ pub fn init_sink_metrics() {
     LazyLock::force(&SINK_RETRIES);
     LazyLock::force(&SINK_SECONDS);
 }
+
+/// Kafka ingest records by outcome: `accepted` (split into items, code empty), `rejected`
+/// (a known source, but the value could not be read: logged as one rejected event with the
+/// code) and `dead_lettered` (no known source: parked with the reason's code).
+pub static INGEST_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new("tributary_ingest_records_total", "Kafka ingest records by outcome and code"),
+        &["outcome", "code"],
+    )
+    .unwrap())
+});
+
+/// Items of ingest records, as the gateway's `tributary_gateway_events_total` counts them.
+pub static INGEST_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new("tributary_ingest_events_total", "Items of Kafka ingest records accepted or refused, by outcome and code"),
+        &["outcome", "code"],
+    )
+    .unwrap())
+});
+
+pub static INGEST_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    reg(IntCounter::new("tributary_ingest_record_bytes_total", "Kafka ingest record values read (as produced)").unwrap())
+});
+
+/// Export the ingest stage's main series (at 0) before its first record, so alerts and
+/// dashboards see them from the start.
+pub fn init_ingest_metrics() {
+    INGEST_RECORDS.with_label_values(&["accepted", ""]);
+    INGEST_EVENTS.with_label_values(&["accepted", ""]);
+    LazyLock::force(&INGEST_BYTES);
+}

@@ -36,6 +36,14 @@ impl Translator {
             normalized: None,
             duplicate_of: None,
         };
+        // Refused as a whole before it could be split (a Kafka ingest record that is not
+        // JSON, or too large): logged as rejected with the ingest stage's reason.
+        if let Some(error) = raw.refused {
+            record.status = EventStatus::Rejected;
+            record.error = Some(error);
+            record.raw = Some(raw.item);
+            return Ok(record);
+        }
         let Some(settings) = snapshot.settings_for(&raw.source, &raw.environment) else {
             record.status = EventStatus::Rejected;
             record.error = Some(ItemError {
