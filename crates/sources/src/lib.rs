@@ -6,18 +6,23 @@
 //! - [`verify`]: signature schemes (Segment `X-Signature`, Standard Webhooks, shared secrets).
 //! - [`identify`]: traits → user fields, and the deep merge of user properties.
 //! - [`templates`]: the defaults a new source gets per template.
+//! - [`format`]: CDP rules or row paths (Hightouch and Census send both).
+//! - [`answer`]: how each template's sender is answered when a verified request is unusable.
 //!
 //! The gateway uses `request` (and `normalize`, to key and count); the translator uses
 //! `normalize`; `tributary normalize` runs both exactly as they do.
 //!
 //! [`NormalizedEvent`]: tributary_model::NormalizedEvent
 
+pub mod answer;
 pub mod error;
+pub mod format;
 pub mod identify;
 pub mod normalize;
 
 pub mod pipeline;
 pub mod request;
+pub mod rpc;
 pub mod templates;
 pub mod timestamp;
 pub mod verify;

@@ -45,6 +45,14 @@ impl Translator {
             record.raw = Some(raw.item);
             return Ok(record);
         };
+        // The gateway refused the request's content but answered 2xx (the sender would only
+        // retry a 4xx): the log shows it rejected, with the gateway's code.
+        if let Some(refused) = raw.refused {
+            record.status = EventStatus::Rejected;
+            record.error = Some(refused);
+            record.raw = Some(raw.item);
+            return Ok(record);
+        }
         let outcome = normalize_item(&NormalizeInput {
             template: raw.template,
             settings,
@@ -54,6 +62,7 @@ impl Translator {
             headers: &raw.headers,
             implied_type: raw.implied_type.as_deref(),
             received_at: raw.received_at,
+            rpc: raw.rpc,
         });
         match outcome {
             Err(e) => {
@@ -62,7 +71,9 @@ impl Translator {
                 record.raw = Some(raw.item);
             }
             Ok(n) => {
-                if let (true, Some(key)) = (settings.dedup.enabled, n.idempotency_key.as_deref()) {
+                // JSON-RPC rows are always deduplicated: both tools resend calls by design, and
+                // their key is derived from the call (see tributary_sources::rpc::row).
+                if let (true, Some(key)) = (settings.dedup.enabled || raw.rpc, n.idempotency_key.as_deref()) {
                     let window = settings.dedup.window_secs.min(i32::MAX as u64) as i32;
                     match self.store.claim_key(&raw.environment, &raw.source, key, &id, window).await {
                         Ok(Claim::New) | Ok(Claim::Same) => {}
