@@ -73,7 +73,7 @@ fn schemas() -> Map<String, Value> {
     add("SecretCreate", obj(&[("secret", s.clone())]));
     add("SecretCreated", obj(&[("secret", s.clone()), ("index", i.clone()), ("settings", r("Settings"))]));
     add("RotateToken", obj(&[("grace_seconds", i.clone())]));
-    add("MappingCreate", obj(&[("event_type", s.clone()), ("event_name", s.clone()), ("action_type", json!({"enum": ["identify_user", "set_tenant", "cancel_workflow", "trigger_workflow"]})), ("parameters", json!({"type": "object"})), ("filter", s.clone()), ("active", b.clone())]));
+    add("MappingCreate", obj(&[("event_type", s.clone()), ("event_name", s.clone()), ("action_type", json!({"enum": tributary_model::ActionType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>()})), ("parameters", json!({"type": "object"})), ("filter", s.clone()), ("active", b.clone())]));
     add("Mapping", obj(&[("id", s.clone()), ("source", s.clone()), ("environment", s.clone()), ("event_type", s.clone()), ("event_name", s.clone()), ("action_type", s.clone()), ("parameters", json!({"type": "object"})), ("filter", s.clone()), ("active", b.clone()), ("created_at", i.clone()), ("updated_at", i.clone())]));
     add("MappingList", obj(&[("mappings", arr(r("Mapping")))]));
     add("KnownEvents", obj(&[("events", arr(obj(&[("event_type", s.clone()), ("name", s.clone()), ("count", i.clone()), ("last_seen", i.clone())])))]));

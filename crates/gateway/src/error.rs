@@ -16,6 +16,8 @@ pub enum GatewayError {
     Request(#[from] RequestError),
     #[error("{message}")]
     InvalidItem { code: String, message: String },
+    #[error("a {0} source takes no JSON-RPC calls (only hightouch and census sources do)")]
+    NotRpc(tributary_model::Template),
     /// Kafka did not acknowledge in time, or is unreachable.
     #[error("the event could not be stored durably yet: {0}")]
     Unavailable(String),
@@ -31,6 +33,7 @@ impl GatewayError {
             GatewayError::MissingWriteKey => "missing_write_key",
             GatewayError::Request(e) => e.code(),
             GatewayError::InvalidItem { code, .. } => code,
+            GatewayError::NotRpc(_) => "not_rpc",
             GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Overloaded => "overloaded",
         }
@@ -45,11 +48,22 @@ impl GatewayError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::UnknownToken => StatusCode::NOT_FOUND,
+            GatewayError::UnknownToken | GatewayError::NotRpc(_) => StatusCode::NOT_FOUND,
             GatewayError::MissingWriteKey => StatusCode::UNAUTHORIZED,
             GatewayError::Request(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
             GatewayError::InvalidItem { .. } => StatusCode::BAD_REQUEST,
             GatewayError::Unavailable(_) | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl GatewayError {
+    /// Seconds to wait before retrying, for the transient refusals.
+    pub fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Overloaded => Some("1"),
+            GatewayError::Unavailable(_) => Some("5"),
+            _ => None,
         }
     }
 }
@@ -59,12 +73,7 @@ impl IntoResponse for GatewayError {
         let status = self.status();
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
         let mut resp = (status, axum::Json(body)).into_response();
-        let retry_after = match self {
-            GatewayError::Overloaded => Some("1"),
-            GatewayError::Unavailable(_) => Some("5"),
-            _ => None,
-        };
-        if let Some(secs) = retry_after {
+        if let Some(secs) = self.retry_after() {
             resp.headers_mut().insert("retry-after", HeaderValue::from_static(secs));
         }
         resp

@@ -14,18 +14,20 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tributary_bus::{ProduceError, Producer};
+use tributary_model::event::{RawEventCommon, RawEventEncoder};
 use tributary_model::{EnvironmentSettings, Template};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
-use tributary_sources::request::decode_body;
+use tributary_sources::answer::{unusable_answer, UnusableAnswer};
+use tributary_sources::request::{decode_body, keepable_headers};
 use tributary_sources::{raw_records, screen_with, Incoming, RawRecord, RawRecords, Receipt};
 use tributary_store::ConfigCache;
 
 pub struct GatewayState {
-    cache: ConfigCache,
+    pub(crate) cache: ConfigCache,
     producer: Producer,
     topic: String,
-    max_body: usize,
+    pub(crate) max_body: usize,
     produce_timeout: Duration,
 }
 
@@ -38,6 +40,7 @@ impl GatewayState {
 pub fn router(state: Arc<GatewayState>, readiness: Readiness) -> Router {
     let app = Router::new()
         .route("/integrations/receive/{token}", post(receive))
+        .route("/integrations/receive/{token}/rpc", post(crate::rpc::rpc))
         .route("/v1/{kind}", post(tracking_api))
         // The body limit is applied (with a JSON 413) while reading; axum's own is off.
         .layer(DefaultBodyLimit::disable())
@@ -134,12 +137,12 @@ async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, head
     }
 }
 
-fn unknown(e: GatewayError) -> Refused {
+pub(crate) fn unknown(e: GatewayError) -> Refused {
     (e, "unknown".to_string(), "unknown".to_string())
 }
 
-type Accepted = (StatusCode, Value, Template, String);
-type Refused = (GatewayError, String, String);
+pub(crate) type Accepted = (StatusCode, Value, Template, String);
+pub(crate) type Refused = (GatewayError, String, String);
 
 async fn accept(
     st: &GatewayState,
@@ -179,28 +182,32 @@ async fn accept(
         implied_type: implied,
     };
     // A single tracking-API call may carry the write key (a secret) in the item itself.
-    let processed = screen_with(&incoming, |item| if implied.is_some() { strip_write_key(item) } else { item })
-        .map_err(|e| labels(e.into()))?;
+    let processed = match screen_with(&incoming, |item| if implied.is_some() { strip_write_key(item) } else { item }) {
+        Ok(p) => p,
+        Err(e) if e.is_unusable_content() && unusable_answer(template) == UnusableAnswer::AcceptRefused => {
+            return accept_refused(st, settings, template, &header_list, raw, now_ms, e).await.map_err(labels);
+        }
+        Err(e) => return Err(labels(e.into())),
+    };
     let request_id = tributary_model::ids::random_id();
     let receipt = Receipt { request_id: &request_id, received_at: now_ms, implied_type: implied };
     let RawRecords { records, rejected } = raw_records(settings, template, &processed, &receipt);
-    for (_, e) in &rejected {
-        metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
-    }
-    let first_error = rejected.first().map(|(_, e)| (e.code.clone(), e.message.clone()));
-    let rejected: Vec<Value> =
-        rejected.into_iter().map(|(index, e)| json!({"index": index, "code": e.code, "message": e.message})).collect();
-    metrics::ACCEPTED.inc_by((records.len() - rejected.len()) as u64);
+    let (first_error, rejected) = count_refusals(records.len(), rejected);
 
     // Every item, refused ones too (the event log shows them), is durably in Kafka before we
     // answer: send all, then wait for every acknowledgement.
     produce_all(st, settings, &request_id, now_ms, &records).await.map_err(labels)?;
 
     let total = records.len();
-    let status = processed.status();
+    let mut status = processed.status();
     if status == 400 {
-        let (code, message) = first_error.unwrap_or_default();
-        return Err(labels(GatewayError::InvalidItem { code, message }));
+        // One event, refused: a 4xx where the sender drops it, else 200 with the refusal
+        // (the event is logged as rejected either way).
+        if unusable_answer(template) == UnusableAnswer::ClientError {
+            let (code, message) = first_error.unwrap_or_default();
+            return Err(labels(GatewayError::InvalidItem { code, message }));
+        }
+        status = 200;
     }
     let accepted = total - rejected.len();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
@@ -211,7 +218,65 @@ async fn accept(
     Ok((status, body, template, settings.environment.clone()))
 }
 
-async fn produce_all(
+/// Count the refused items and the accepted rest; the refusals as the answer lists them
+/// (`{index, code, message}`), and the first one's code and message.
+pub(crate) fn count_refusals(total: usize, rejected: Vec<(u32, tributary_model::ItemError)>) -> (Option<(String, String)>, Vec<Value>) {
+    for (_, e) in &rejected {
+        metrics::EVENTS.with_label_values(&["rejected", &e.code]).inc();
+    }
+    metrics::ACCEPTED.inc_by((total - rejected.len()) as u64);
+    let first = rejected.first().map(|(_, e)| (e.code.clone(), e.message.clone()));
+    let listed = rejected.into_iter().map(|(index, e)| json!({"index": index, "code": e.code, "message": e.message})).collect();
+    (first, listed)
+}
+
+/// A verified request whose content cannot be used, from a sender that would only retry a
+/// 4xx (see `tributary_sources::answer`): stored as one event the translator logs as rejected
+/// with the error's code, and answered 200 with the refusal.
+async fn accept_refused(
+    st: &GatewayState,
+    settings: &EnvironmentSettings,
+    template: Template,
+    headers: &[(String, String)],
+    raw: &[u8],
+    now_ms: i64,
+    error: tributary_sources::RequestError,
+) -> Result<Accepted, GatewayError> {
+    let encoding = headers.iter().find(|(k, _)| k == "content-encoding").map(|(_, v)| v.as_str());
+    let decoded = decode_body(encoding, raw, st.max_body)?;
+    // The body as JSON when it is JSON (an envelope of the wrong shape), else as a string.
+    let text = String::from_utf8_lossy(&decoded);
+    let item = serde_json::from_str::<Box<RawValue>>(&text)
+        .or_else(|_| serde_json::value::to_raw_value(&text))
+        .map_err(|e| GatewayError::Unavailable(format!("could not encode the refused body: {e}")))?;
+    let refusal = tributary_model::ItemError { code: error.code().to_string(), message: error.to_string() };
+    let request_id = tributary_model::ids::random_id();
+    let kept = keepable_headers(settings, headers);
+    let encoder = RawEventEncoder::new(&RawEventCommon {
+        request_id: &request_id,
+        source: &settings.source,
+        environment: &settings.environment,
+        template,
+        received_at: now_ms,
+        // it passed verification to get here; scheme `none` verifies nothing
+        verification: if settings.verification.scheme == tributary_model::VerificationScheme::None { "unverified" } else { "verified" },
+        headers: &kept,
+        batch_context: None,
+        batch_integrations: None,
+        implied_type: None,
+        refused: Some(&refusal),
+        rpc: false,
+    });
+    // Nobody to keep in order with: spread by the item's own id, as the gateway does.
+    let key = tributary_model::event::partition_key(&settings.environment, &format!("{request_id}:0"));
+    produce_all(st, settings, &request_id, now_ms, &[RawRecord { key, value: encoder.encode(0, &item) }]).await?;
+    metrics::EVENTS.with_label_values(&["rejected", error.code()]).inc();
+    let body = json!({"request_id": request_id, "accepted": 0, "rejected": 1,
+                      "errors": [{"index": 0, "code": refusal.code, "message": refusal.message}]});
+    Ok((StatusCode::OK, body, template, settings.environment.clone()))
+}
+
+pub(crate) async fn produce_all(
     st: &GatewayState,
     settings: &EnvironmentSettings,
     request_id: &str,

@@ -9,6 +9,7 @@
 mod error;
 mod handler;
 mod metrics;
+mod rpc;
 
 pub use error::GatewayError;
 pub use handler::{router, GatewayState};

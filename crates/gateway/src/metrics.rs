@@ -53,3 +53,12 @@ pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
 
 /// The `accepted` series of [`EVENTS`], looked up once (it is hit for every item).
 pub static ACCEPTED: LazyLock<IntCounter> = LazyLock::new(|| EVENTS.with_label_values(&["accepted", ""]));
+
+/// JSON-RPC calls answered with an error object, by template and JSON-RPC error code.
+pub static RPC_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new("tributary_gateway_rpc_errors_total", "JSON-RPC calls answered with an error, by template and JSON-RPC error code"),
+        &["template", "code"],
+    )
+    .expect("valid metric"))
+});

@@ -9,6 +9,8 @@
 //! | cancel_workflow   | workflow*, cancellation_key*, recipients                                |
 //! | identify_user     | user_id (`user_id`), properties (`data`)                                |
 //! | set_tenant        | tenant_id (`group_id`), properties (`data`)                             |
+//! | add_to_audience   | audience_key*, user_id (`user_id`), tenant                              |
+//! | remove_from_audience | audience_key*, user_id (`user_id`), tenant                           |
 //!
 //! `*` required. Paths start at one of the event's fields: `data`, `event` (the original
 //! payload), `user_id`, `anonymous_id`, `timestamp`, `type`, `name`, `group_id`,
@@ -52,6 +54,9 @@ pub fn spec(action: ActionType) -> &'static [(&'static str, bool, Option<&'stati
         }
         ActionType::IdentifyUser => &[("user_id", false, Some("user_id")), ("properties", false, Some("data"))],
         ActionType::SetTenant => &[("tenant_id", false, Some("group_id")), ("properties", false, Some("data"))],
+        ActionType::AddToAudience | ActionType::RemoveFromAudience => {
+            &[("audience_key", true, None), ("user_id", false, Some("user_id")), ("tenant", false, None)]
+        }
     }
 }
 

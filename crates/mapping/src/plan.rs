@@ -5,7 +5,7 @@ use crate::params::{event_view, resolve_param};
 use serde_json::{Map, Value};
 use tributary_model::ids::action_id;
 use tributary_model::{
-    ActionCommand, ActionPayload, ActionType, EnvironmentSettings, EventRecord, Mapping, NormalizedEvent,
+    ActionCommand, ActionPayload, ActionType, AudienceMember, EnvironmentSettings, EventRecord, Mapping, NormalizedEvent,
     WorkflowTrigger,
 };
 use tributary_sources::identify::user_update_from_traits;
@@ -123,6 +123,21 @@ fn build(
         ActionType::SetTenant => {
             let tenant_id = required_str("tenant_id")?;
             Ok(ActionPayload::SetTenant { tenant_id, properties: properties(get("properties"))? })
+        }
+        ActionType::AddToAudience | ActionType::RemoveFromAudience => {
+            let member = AudienceMember {
+                audience_key: required_str("audience_key")?,
+                user_id: required_str("user_id")?,
+                tenant: match get("tenant") {
+                    None => None,
+                    Some(v) => Some(id_string(&v).ok_or_else(|| format!("`tenant` must resolve to a string or an integer, found {v}"))?),
+                },
+            };
+            Ok(if action == ActionType::AddToAudience {
+                ActionPayload::AddToAudience(member)
+            } else {
+                ActionPayload::RemoveFromAudience(member)
+            })
         }
     }
 }
@@ -322,6 +337,29 @@ mod tests {
         assert_eq!(validate_mapping_err(&m), "filter");
         m.filter = Some("data.total > 5".into());
         assert!(crate::validate_mapping(&m).is_ok());
+    }
+
+    #[test]
+    fn audience_actions_resolve_key_user_and_tenant() {
+        let add = mapping("m1", "hightouch.add", None, "add_to_audience",
+            json!({"audience_key": "event.configuration.audience_key", "tenant": "data.tenant"}), 1);
+        let remove = mapping("m2", "census.delete", None, "remove_from_audience", json!({"audience_key": {"literal": "vip"}}), 1);
+        assert!(crate::validate_mapping(&add).is_ok());
+        assert_eq!(validate_mapping_err(&mapping("m3", "x", None, "add_to_audience", json!({}), 1)), "parameters.audience_key");
+        let mut r = record("hightouch.add", None, Some("u1"), json!({"tenant": "acme"}));
+        r.normalized.as_mut().unwrap().event = json!({"configuration": {"audience_key": "new-signups"}});
+        let plan = plan_actions(&settings(), &[add], &r);
+        assert_eq!(plan[0].payload, Some(ActionPayload::AddToAudience(AudienceMember {
+            audience_key: "new-signups".into(), user_id: "u1".into(), tenant: Some("acme".into()) })));
+        let mut r = record("census.delete", None, Some("u2"), json!({}));
+        r.normalized.as_mut().unwrap().event_type = "census.delete".into();
+        let plan = plan_actions(&settings(), &[remove], &r);
+        assert_eq!(plan[0].payload, Some(ActionPayload::RemoveFromAudience(AudienceMember {
+            audience_key: "vip".into(), user_id: "u2".into(), tenant: None })));
+        // no audience key: skipped with the reason
+        let add = mapping("m1", "hightouch.add", None, "add_to_audience", json!({"audience_key": "data.nope"}), 1);
+        let plan = plan_actions(&settings(), &[add], &record("hightouch.add", None, Some("u1"), json!({})));
+        assert!(plan[0].skip_reason.as_deref().unwrap().contains("audience_key"), "{plan:?}");
     }
 
     fn validate_mapping_err(m: &Mapping) -> String {

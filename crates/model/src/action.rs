@@ -13,14 +13,20 @@ use std::str::FromStr;
 pub enum ActionType {
     IdentifyUser,
     SetTenant,
+    /// Audience membership changes after identify (the member exists) and before triggers
+    /// (a workflow may target the audience).
+    AddToAudience,
+    RemoveFromAudience,
     CancelWorkflow,
     TriggerWorkflow,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 4] = [
+    pub const ALL: [ActionType; 6] = [
         ActionType::IdentifyUser,
         ActionType::SetTenant,
+        ActionType::AddToAudience,
+        ActionType::RemoveFromAudience,
         ActionType::CancelWorkflow,
         ActionType::TriggerWorkflow,
     ];
@@ -29,6 +35,8 @@ impl ActionType {
         match self {
             ActionType::IdentifyUser => "identify_user",
             ActionType::SetTenant => "set_tenant",
+            ActionType::AddToAudience => "add_to_audience",
+            ActionType::RemoveFromAudience => "remove_from_audience",
             ActionType::CancelWorkflow => "cancel_workflow",
             ActionType::TriggerWorkflow => "trigger_workflow",
         }
@@ -45,7 +53,8 @@ impl FromStr for ActionType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ActionType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            format!("unknown action type `{s}` (expected identify_user, set_tenant, cancel_workflow or trigger_workflow)")
+            let known: Vec<&str> = ActionType::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown action type `{s}` (expected one of {})", known.join(", "))
         })
     }
 }
@@ -84,6 +93,19 @@ pub enum ActionPayload {
         tenant_id: String,
         properties: Map<String, Value>,
     },
+    /// Knock's `POST /v1/audiences/{key}/members` for one member.
+    AddToAudience(AudienceMember),
+    /// Knock's `DELETE /v1/audiences/{key}/members` for one member.
+    RemoveFromAudience(AudienceMember),
+}
+
+/// One member of an audience: a user, optionally within a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceMember {
+    pub audience_key: String,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// One action the mapper decided on for an event.

@@ -34,14 +34,20 @@ pub struct RawEvent {
     /// when the item has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implied_type: Option<String>,
-    /// The item itself, byte for byte (for a refused record that is not JSON, the record's
-    /// text as a JSON string).
-    pub item: Box<RawValue>,
-    /// Set when the whole input was refused before it could be split into items (a Kafka
-    /// ingest record that is not JSON, or too large): the translator logs it as rejected with
-    /// this error. The gateway answers such requests with a 4xx instead and never sets it.
+    /// Set when the input was refused as a whole but is still logged: a Kafka ingest record
+    /// that is not JSON or too large, or a verified request whose sender would only retry a
+    /// 4xx (see `tributary_sources::answer`), answered 2xx. The translator logs the item as
+    /// rejected with this error; the item is then the input's text (a JSON string when it did
+    /// not parse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<ItemError>,
+    /// Set for a row of a JSON-RPC destination call (Hightouch Embedded Destination, Census
+    /// Custom Destination): the item is the call's row envelope, read by
+    /// `tributary_sources::rpc`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rpc: bool,
+    /// The item itself, byte for byte.
+    pub item: Box<RawValue>,
 }
 
 /// What became of an event.
@@ -105,7 +111,8 @@ pub struct NormalizedEvent {
     pub event: Value,
     /// UTC, `YYYY-MM-DDTHH:MM:SS.sssZ`.
     pub timestamp: String,
-    /// `Some("ingestion")` when no event time could be parsed.
+    /// Where the time came from: `timestamp`, `originalTimestamp`, `receivedAt` (CDP fields),
+    /// the configured path (`body.updated_at`), or `ingestion` when no event time parsed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_source: Option<String>,
     pub idempotency_key: Option<String>,
@@ -192,6 +199,10 @@ pub struct RawEventCommon<'a> {
     pub batch_integrations: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub implied_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<&'a ItemError>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rpc: bool,
 }
 
 /// Encodes [`RawEvent`]s that share a [`RawEventCommon`].
@@ -241,6 +252,8 @@ mod tests {
             batch_context: Some(&ctx),
             batch_integrations: None,
             implied_type: Some("track"),
+            refused: None,
+            rpc: false,
         };
         let enc = RawEventEncoder::new(&common);
         let item = RawValue::from_string(r#"{"type":"track","n":1.50}"#.to_string()).unwrap();

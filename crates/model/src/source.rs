@@ -157,6 +157,32 @@ pub struct PathSettings {
     pub array: Option<String>,
 }
 
+/// How the items of a Hightouch or Census source are read. Both tools send two shapes: rows
+/// (their HTTP Request destinations, read by the configured paths) and Segment-spec events
+/// (Hightouch Events' SDKs and collection API, Census's Segment-style syncs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// An item whose `type` is a Segment Spec type (`identify`, `track`, ...) is read by the
+    /// CDP rules, any other item as a row; a `{"batch": [...]}` body is a CDP batch.
+    #[default]
+    Auto,
+    /// Every item is a Segment-spec event (a row column named `type` cannot mislead).
+    Segment,
+    /// Every item is a row, read by the paths.
+    Rows,
+}
+
+impl BodyFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Auto => "auto",
+            BodyFormat::Segment => "segment",
+            BodyFormat::Rows => "rows",
+        }
+    }
+}
+
 /// Where `trigger_workflow` / `cancel_workflow` actions go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -194,6 +220,10 @@ pub struct EnvironmentSettings {
     pub dedup: DedupSettings,
     #[serde(default)]
     pub paths: PathSettings,
+    /// Hightouch and Census only: Segment-spec events, rows, or either by item (see
+    /// [`BodyFormat`]). Other templates ignore it.
+    #[serde(default)]
+    pub body_format: BodyFormat,
     #[serde(default)]
     pub verification: Verification,
     /// How long event and action logs are kept.

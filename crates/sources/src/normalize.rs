@@ -20,6 +20,7 @@
 //!   user id is accepted (open point 4).
 
 use crate::error::ItemErrorCode;
+use crate::format::{self, SPEC_TYPES};
 use crate::timestamp;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -39,9 +40,9 @@ pub struct NormalizeInput<'a> {
     pub implied_type: Option<&'a str>,
     /// When the gateway received the request (ms); the event time when none parses.
     pub received_at: i64,
+    /// The item is a JSON-RPC row envelope ([`crate::rpc::row`]).
+    pub rpc: bool,
 }
-
-const SPEC_TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
 
 /// Longest idempotency key kept (Knock's limit).
 pub const MAX_KEY_CHARS: usize = 255;
@@ -52,9 +53,12 @@ pub fn normalize_item(input: &NormalizeInput<'_>) -> Result<NormalizedEvent, Ite
     let Value::Object(mut obj) = item else {
         return Err(ItemErrorCode::NotAnObject.with(format!("each item must be a JSON object, found {}", kind(&item))));
     };
+    if input.rpc {
+        return crate::rpc::row::normalize_row(&Value::Object(obj), input.received_at);
+    }
     merge_batch_level(&mut obj, "context", input.batch_context);
     merge_batch_level(&mut obj, "integrations", input.batch_integrations);
-    if input.template.is_cdp() {
+    if format::item_is_cdp(format::reading(input.template, input.settings), obj.get("type"), input.implied_type) {
         normalize_cdp(input, obj)
     } else {
         normalize_templated(input, obj)
@@ -154,7 +158,7 @@ pub fn screen_item(input: &NormalizeInput<'_>) -> Result<Screened, ItemError> {
     // Only an object takes the fast path (serde would also read an array into the struct,
     // by position).
     let is_object = input.item.get().trim_start().starts_with('{');
-    if !input.template.is_cdp() || !is_object {
+    if input.rpc || format::reading(input.template, input.settings) != format::Reading::Cdp || !is_object {
         return full();
     }
     let Ok(f) = serde_json::from_str::<CdpFields<'_>>(input.item.get()) else {
@@ -191,7 +195,7 @@ fn normalize_cdp(input: &NormalizeInput<'_>, obj: Map<String, Value>) -> Result<
     };
 
     let (timestamp, timestamp_source) = event_time(
-        ["timestamp", "originalTimestamp", "receivedAt"].iter().filter_map(|k| obj.get(*k)),
+        ["timestamp", "originalTimestamp", "receivedAt"].iter().filter_map(|k| obj.get(*k).map(|v| (*k, v))),
         input.received_at,
     );
     let idempotency_key = message_id(&obj).or_else(|| webhook_id(input));
@@ -232,11 +236,17 @@ fn normalize_templated(input: &NormalizeInput<'_>, obj: Map<String, Value>) -> R
             ItemErrorCode::InvalidUserId.with(format!("`{}` {why}", paths.user_id.as_deref().unwrap_or("")))
         })?,
     };
-    let data = match paths.data.as_deref() {
-        Some(p) => object_or_empty(at(Some(p))),
-        None => body.as_object().cloned().unwrap_or_default(),
-    };
-    let (timestamp, timestamp_source) = event_time(at(paths.timestamp.as_deref()), input.received_at);
+    let data_path = paths.data.as_deref().unwrap_or("body");
+    let mut data = object_or_empty(at(Some(data_path)));
+    // A row's user id column is the id, not a property: it is not repeated in `data`.
+    // (Webhook payloads keep their shape: `data.customer.id` stays where the sender put it.)
+    if let (Some(_), Some(id_path), true) =
+        (&user_id, paths.user_id.as_deref(), matches!(input.template, Template::Hightouch | Template::Census))
+    {
+        remove_column(&mut data, data_path, id_path);
+    }
+    let (timestamp, timestamp_source) =
+        event_time(paths.timestamp.as_deref().and_then(|p| at(Some(p)).map(|v| (p, v))), input.received_at);
     let idempotency_key = at(paths.idempotency_key.as_deref())
         .and_then(scalar_string)
         .and_then(key_if_valid)
@@ -329,10 +339,26 @@ pub fn id_value(v: &Value) -> Result<Option<String>, String> {
     }
 }
 
-fn event_time<'a>(candidates: impl IntoIterator<Item = &'a Value>, received_at: i64) -> (String, Option<String>) {
-    match candidates.into_iter().find_map(timestamp::parse) {
-        Some(ms) => (timestamp::format_ms(ms), None),
-        None => (timestamp::format_ms(received_at), Some("ingestion".to_string())),
+/// The first candidate (field name or configured path, value) that parses, and where the time
+/// came from: that name, or `ingestion` (the receiving clock) when none parses.
+fn event_time<'a>(candidates: impl IntoIterator<Item = (&'a str, &'a Value)>, received_at: i64) -> (String, Option<String>) {
+    match candidates.into_iter().find_map(|(from, v)| timestamp::parse(v).map(|ms| (from, ms))) {
+        Some((from, ms)) => (timestamp::format_ms(ms), Some(from.to_string())),
+        None => (timestamp::format_ms(received_at), Some(INGESTION.to_string())),
+    }
+}
+
+/// `timestamp_source` when no event time parses.
+pub const INGESTION: &str = "ingestion";
+
+/// Remove the column `id_path` names from `data`, the row at `data_path`, when it is one of
+/// the row's own columns (`body.user_id` of `body`, `body.row.id` of `body.row`).
+fn remove_column(data: &mut Map<String, Value>, data_path: &str, id_path: &str) {
+    match id_path.strip_prefix(data_path).and_then(|r| r.strip_prefix('.')) {
+        Some(column) if !column.contains('.') => {
+            data.shift_remove(column);
+        }
+        _ => {}
     }
 }
 

@@ -115,6 +115,7 @@ fn run<T>(
             headers: &headers,
             implied_type: inc.implied_type,
             received_at: inc.now_ms,
+            rpc: false,
         });
         items.push(ProcessedItem { index: item.index, raw, outcome });
     }

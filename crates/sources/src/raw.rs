@@ -3,7 +3,7 @@
 //! mappings, logs) cannot tell the two ways in apart.
 
 use crate::normalize::Screened;
-use crate::pipeline::Processed;
+use crate::pipeline::{Processed, ProcessedItem};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tributary_model::event::{partition_key, RawEventCommon, RawEventEncoder};
@@ -51,9 +51,17 @@ pub fn raw_records(
         batch_context: processed.batch_context.as_deref(),
         batch_integrations: processed.batch_integrations.as_deref(),
         implied_type: receipt.implied_type,
+        refused: None,
+        rpc: false,
     });
-    let mut out = RawRecords { records: Vec::with_capacity(processed.items.len()), rejected: Vec::new() };
-    for item in &processed.items {
+    records_of(&settings.environment, receipt.request_id, &encoder, &processed.items)
+}
+
+/// Items → records with a given encoder (the JSON-RPC destinations encode their rows with
+/// `rpc` set): each keyed by who it is about, refused ones too.
+pub fn records_of(environment: &str, request_id: &str, encoder: &RawEventEncoder, items: &[ProcessedItem<Screened>]) -> RawRecords {
+    let mut out = RawRecords { records: Vec::with_capacity(items.len()), rejected: Vec::new() };
+    for item in items {
         let who = match &item.outcome {
             Ok(n) => n.user_id.as_deref().or(n.anonymous_id.as_deref()),
             Err(e) => {
@@ -62,8 +70,8 @@ pub fn raw_records(
             }
         };
         let key = match who {
-            Some(who) => partition_key(&settings.environment, who),
-            None => spread_key(&settings.environment, receipt.request_id, item.index),
+            Some(who) => partition_key(environment, who),
+            None => spread_key(environment, request_id, item.index),
         };
         out.records.push(RawRecord { key, value: encoder.encode(item.index, &item.raw) });
     }
@@ -95,8 +103,9 @@ pub fn refused_record(
         batch_context: None,
         batch_integrations: None,
         implied_type: receipt.implied_type.map(str::to_string),
-        item,
         refused: Some(error),
+        rpc: false,
+        item,
     };
     // Plain data (strings, maps of strings, a valid RawValue): serializing cannot fail.
     let value = serde_json::to_vec(&raw).unwrap_or_default();

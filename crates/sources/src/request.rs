@@ -4,13 +4,15 @@
 //! - CDP templates (segment, rudderstack): `{"batch": [...]}` (tracking API; batch-level
 //!   `context` and `integrations` travel with each item), a bare array (Segment Webhooks
 //!   (Actions) and RudderStack HTTP Webhook batching), or one object.
-//! - Templated sources (hightouch, census, http): the configured array path (`body.records`),
-//!   else a bare array, else one object.
+//! - Rows (http; hightouch and census unless `body_format` is `segment`): the configured array
+//!   path (`body.records`), else a bare array, else one object. Hightouch and Census in `auto`
+//!   read a `{"batch": [...]}` body as a CDP batch (see [`crate::format`]).
 //!
 //! Items are kept as the exact bytes the sender sent ([`RawValue`]); nothing is re-serialized.
 //! Duplicate keys in an object: the last one wins, as in JavaScript's `JSON.parse`.
 
 use crate::error::RequestError;
+use crate::format::{self, Reading};
 use crate::verify::{self, Headers};
 use flate2::read::GzDecoder;
 use serde_json::value::RawValue;
@@ -98,12 +100,21 @@ pub fn split_body(
     let text = std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson(format!("not UTF-8: {e}")))?;
     let whole: Box<RawValue> = serde_json::from_str(text).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
     let mut env = Envelope { shape: Shape::Single, items: Vec::new(), batch_context: None, batch_integrations: None, verification };
-    let array_path = if template.is_cdp() { None } else { settings.paths.array.as_deref() };
+    let reading = format::reading(template, settings);
+    // Auto (Hightouch, Census): a `{"batch": [...]}` body is a Segment batch (Hightouch
+    // Events' collection API), whatever row path is configured.
+    let cdp_envelope = match reading {
+        Reading::Cdp => true,
+        Reading::Rows => false,
+        Reading::Auto => has_batch_array(&whole),
+    };
+    let array_path = if cdp_envelope { None } else { settings.paths.array.as_deref() };
     if let Some(path) = array_path {
         env.shape = Shape::Batch;
         env.items = number(rows_at(&whole, path)?);
         return Ok(env);
     }
+    let reads_batch = reading != Reading::Rows;
     match first_byte(whole.get()) {
         b'[' => {
             env.shape = Shape::Batch;
@@ -114,11 +125,11 @@ pub fn split_body(
             // without building anything (the common single-event case allocates nothing
             // here). Duplicate keys make serde refuse; then the map path below decides, with
             // the last key winning.
-            let top = if template.is_cdp() { serde_json::from_str::<TopLevel<'_>>(whole.get()).ok() } else { None };
+            let top = if reads_batch { serde_json::from_str::<TopLevel<'_>>(whole.get()).ok() } else { None };
             let (batch, context, integrations) = match &top {
                 Some(t) => (t.batch.map(own), t.context.map(own), t.integrations.map(own)),
-                // templated sources have no batch envelope of their own
-                None if !template.is_cdp() => (None, None, None),
+                // rows have no batch envelope of their own
+                None if !reads_batch => (None, None, None),
                 None => {
                     let mut obj: HashMap<String, Box<RawValue>> =
                         serde_json::from_str(whole.get()).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
@@ -139,6 +150,15 @@ pub fn split_body(
         _ => return Err(RequestError::InvalidEnvelope(kind_of(whole.get()))),
     }
     Ok(env)
+}
+
+/// Does the body have a top-level `batch` array? (Duplicate keys: no; the map path decides.)
+fn has_batch_array(whole: &RawValue) -> bool {
+    first_byte(whole.get()) == b'{'
+        && serde_json::from_str::<TopLevel<'_>>(whole.get())
+            .ok()
+            .and_then(|t| t.batch)
+            .is_some_and(|b| first_byte(b.get()) == b'[')
 }
 
 #[derive(serde::Deserialize)]

@@ -4,9 +4,11 @@
 //! - segment / rudderstack: identify on, dedup on `messageId` for 24 h, no verification until
 //!   a secret is added (Segment: `segment_signature`; RudderStack has no signature, so
 //!   `shared_secret_header` or `bearer`).
-//! - hightouch / census: rows from a templated HTTP Request destination, read as identify calls
-//!   with the user id at `body.user_id`; switch to an event-type path for event syncs; dedup
-//!   off (no key unless the template sends one).
+//! - hightouch / census: `body_format` auto: Segment-spec events (Hightouch Events, Census
+//!   Segment-style syncs) by the CDP rules, rows (HTTP Request destinations) read as identify
+//!   calls with the user id at `body.user_id` (switch to an event-type path for event syncs).
+//!   Dedup on for 24 h: events carry `messageId`, JSON-RPC rows a key derived from the call;
+//!   rows without a configured key path have none and are not deduplicated.
 //! - http: Standard Webhooks-shaped `{type, timestamp, data}` by default.
 
 use tributary_model::{
@@ -22,7 +24,7 @@ pub fn default_settings(template: Template, source: &str, environment: &str, tok
             (DedupSettings { enabled: true, window_secs: day }, PathSettings::default())
         }
         Template::Hightouch | Template::Census => (
-            DedupSettings { enabled: false, window_secs: day },
+            DedupSettings { enabled: true, window_secs: day },
             PathSettings {
                 fixed_type: Some("identify".into()),
                 user_id: Some("body.user_id".into()),
@@ -48,6 +50,7 @@ pub fn default_settings(template: Template, source: &str, environment: &str, tok
         handle_identify: true,
         dedup,
         paths,
+        body_format: Default::default(),
         verification: Verification::default(),
         retention_days: DEFAULT_RETENTION_DAYS,
         sink: SinkSettings::Kafka,

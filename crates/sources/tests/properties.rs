@@ -229,3 +229,43 @@ fn duplicate_top_level_keys_last_one_wins() {
     assert!(lines[0].contains("\"user_id\":\"v\""), "{lines:?}");
 }
 
+
+fn hightouch_row_settings() -> tributary_model::EnvironmentSettings {
+    default_settings(Template::Hightouch, "ht", "development", "tok".into())
+}
+
+proptest! {
+    /// A Hightouch/Census row: the user id column is the id, never repeated in `data`, and every
+    /// other column is kept; any Segment-spec item in the same source is read by the CDP rules
+    /// exactly as a Segment source reads it.
+    #[test]
+    fn rows_drop_only_the_id_column_and_spec_items_read_as_cdp(
+        cols in prop::collection::btree_map("[a-z]{1,6}", "[a-z0-9]{0,5}", 0..6),
+        id in "[a-z0-9]{1,8}",
+        item in arb_cdp_item(),
+    ) {
+        let s = hightouch_row_settings();
+        let mut row: serde_json::Map<String, Value> = cols.into_iter().filter(|(k, _)| k != "type").map(|(k, v)| (k, Value::String(v))).collect();
+        row.insert("user_id".into(), Value::String(id.clone()));
+        let body = Value::Object(row.clone()).to_string();
+        let inc = Incoming { template: Template::Hightouch, settings: &s, headers: &[], body: body.as_bytes(), max_body: 1 << 20, now_ms: 0, implied_type: None };
+        let p = process(&inc).unwrap();
+        let n = p.items[0].outcome.as_ref().unwrap();
+        prop_assert_eq!(n.user_id.as_deref(), Some(id.as_str()));
+        row.shift_remove("user_id");
+        prop_assert_eq!(&n.data, &Value::Object(row));
+
+        // a spec item: hightouch (auto) and segment agree on everything the CDP rules decide
+        let seg = default_settings(Template::Segment, "seg", "development", "tok".into());
+        let run = |t: Template, s: &tributary_model::EnvironmentSettings| {
+            let inc = Incoming { template: t, settings: s, headers: &[], body: item.as_bytes(), max_body: 1 << 20, now_ms: 0, implied_type: None };
+            process(&inc).map(|p| p.items.into_iter().map(|i| i.outcome.map(|n| (n.event_type, n.user_id, n.data, n.timestamp_source))).collect::<Vec<_>>())
+        };
+        let is_spec = serde_json::from_str::<Value>(&item).ok()
+            .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_lowercase))
+            .is_some_and(|t| ["identify", "track", "page", "screen", "group", "alias"].contains(&t.as_str()));
+        if is_spec {
+            prop_assert_eq!(run(Template::Hightouch, &s), run(Template::Segment, &seg));
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! - [`logs`]: event logs and action logs, with their timelines for listing.
 //! - [`entities`]: users and tenants (identify / set_tenant), and dedup keys.
 
+pub mod audiences;
 pub mod cache;
 pub mod config;
 pub mod counted;

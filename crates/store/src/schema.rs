@@ -36,6 +36,11 @@ pub const TABLES: &[&str] = &[
     // one partition per user: identify is a read-merge-write of one row
     "CREATE TABLE IF NOT EXISTS {ks}.users (environment text, user_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, user_id)))",
     "CREATE TABLE IF NOT EXISTS {ks}.tenants (environment text, tenant_id text, properties text, updated_at bigint, PRIMARY KEY ((environment, tenant_id)))",
+    // audience membership: one partition per environment, audience and user (the rows are the
+    // user's tenants in it, usually one). A partition is bounded by the tenants one user has in
+    // one audience; neither event volume nor audience size grows it. Adding again overwrites.
+    "CREATE TABLE IF NOT EXISTS {ks}.audience_members (environment text, audience_key text, user_id text, tenant text, \
+     added_at bigint, PRIMARY KEY ((environment, audience_key, user_id), tenant))",
     // idempotency keys, expiring with the dedup window
     "CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (environment text, source text, key text, event_id text, PRIMARY KEY ((environment, source, key)))",
     // known events: counters (a table of counters holds nothing else), and last seen
@@ -94,6 +99,9 @@ pub struct Statements {
     pub select_tenant: PreparedStatement,
     pub upsert_tenant: PreparedStatement,
     pub select_dedup: PreparedStatement,
+    pub insert_member: PreparedStatement,
+    pub delete_member: PreparedStatement,
+    pub select_member: PreparedStatement,
     pub insert_dedup: PreparedStatement,
     pub count_known: PreparedStatement,
     pub seen_known: PreparedStatement,
@@ -144,6 +152,18 @@ impl Statements {
             .await?,
             select_dedup: p(format!(
                 "SELECT event_id FROM {ks}.dedup_keys WHERE environment = ? AND source = ? AND key = ?"
+            ))
+            .await?,
+            insert_member: p(format!(
+                "INSERT INTO {ks}.audience_members (environment, audience_key, user_id, tenant, added_at) VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            delete_member: p(format!(
+                "DELETE FROM {ks}.audience_members WHERE environment = ? AND audience_key = ? AND user_id = ? AND tenant = ?"
+            ))
+            .await?,
+            select_member: p(format!(
+                "SELECT tenant, added_at FROM {ks}.audience_members WHERE environment = ? AND audience_key = ? AND user_id = ?"
             ))
             .await?,
             insert_dedup: p(format!(

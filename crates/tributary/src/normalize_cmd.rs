@@ -14,7 +14,8 @@ pub struct Args {
     #[arg(long)]
     template: String,
     /// Environment settings: paths.<name>=PATH (event_type, fixed_type, event_name, user_id,
-    /// timestamp, idempotency_key, data, array), verification.scheme=SCHEME,
+    /// timestamp, idempotency_key, data, array), body_format=auto|segment|rows (hightouch, census),
+    /// verification.scheme=SCHEME,
     /// verification.secret=SECRET (repeat for two), verification.header=NAME,
     /// now=UNIX_SECONDS (the clock for signature checks and ingestion time), source=NAME,
     /// max_body_bytes=N.
@@ -60,6 +61,10 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
             "paths.idempotency_key" => settings.paths.idempotency_key = Some(v),
             "paths.data" => settings.paths.data = Some(v),
             "paths.array" => settings.paths.array = Some(v),
+            "body_format" => {
+                settings.body_format = serde_json::from_value(json!(v))
+                    .with_context(|| format!("body_format: `{v}` is not auto, segment or rows"))?;
+            }
             "verification.scheme" => {
                 settings.verification.scheme = serde_json::from_value(json!(v))
                     .with_context(|| format!("verification.scheme: unknown scheme `{v}`"))?;

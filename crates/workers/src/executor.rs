@@ -200,6 +200,32 @@ impl Executor {
                     external: false,
                 })
             }
+            ActionPayload::AddToAudience(m) | ActionPayload::RemoveFromAudience(m) => {
+                let add = matches!(payload, ActionPayload::AddToAudience(_));
+                let tenant = m.tenant.as_deref();
+                if add {
+                    self.store.add_audience_member(env, &m.audience_key, &m.user_id, tenant).await.map_err(transient)?;
+                } else {
+                    self.store.remove_audience_member(env, &m.audience_key, &m.user_id, tenant).await.map_err(transient)?;
+                }
+                let stored = json!({"audience_key": m.audience_key, "user_id": m.user_id, "tenant": m.tenant,
+                                    "member": add});
+                match &sink_settings {
+                    SinkSettings::Kafka => Ok(Outcome { status: ActionStatus::Success, result: Some(stored), error: None, external: false }),
+                    // Knock: POST (add) / DELETE (remove) /v1/audiences/{key}/members with
+                    // `{"members": [{"user": {"id"}, "tenant"?}]}`; both are idempotent.
+                    SinkSettings::Http { base_url, api_key } => {
+                        let url = sink::url(base_url, &["audiences", &m.audience_key, "members"]);
+                        let mut member = json!({"user": {"id": m.user_id}});
+                        if let Some(t) = &m.tenant {
+                            member["tenant"] = json!(t);
+                        }
+                        let method = if add { reqwest::Method::POST } else { reqwest::Method::DELETE };
+                        let r = self.http.send(method, &url, api_key, &json!({"members": [member]}), None).await;
+                        Ok(http_outcome(r, stored))
+                    }
+                }
+            }
             ActionPayload::TriggerWorkflow(_) | ActionPayload::CancelWorkflow { .. } => {
                 let (kind, workflow) = match payload {
                     ActionPayload::TriggerWorkflow(t) => ("trigger", t.workflow.clone()),

@@ -36,8 +36,9 @@ impl Translator {
             normalized: None,
             duplicate_of: None,
         };
-        // Refused as a whole before it could be split (a Kafka ingest record that is not
-        // JSON, or too large): logged as rejected with the ingest stage's reason.
+        // Refused as a whole (a Kafka ingest record that is not JSON or too large; a request
+        // the gateway answered 2xx because its sender would only retry a 4xx): logged as
+        // rejected with the reason given where it was refused.
         if let Some(error) = raw.refused {
             record.status = EventStatus::Rejected;
             record.error = Some(error);
@@ -62,6 +63,7 @@ impl Translator {
             headers: &raw.headers,
             implied_type: raw.implied_type.as_deref(),
             received_at: raw.received_at,
+            rpc: raw.rpc,
         });
         match outcome {
             Err(e) => {
@@ -70,7 +72,9 @@ impl Translator {
                 record.raw = Some(raw.item);
             }
             Ok(n) => {
-                if let (true, Some(key)) = (settings.dedup.enabled, n.idempotency_key.as_deref()) {
+                // JSON-RPC rows are always deduplicated: both tools resend calls by design, and
+                // their key is derived from the call (see tributary_sources::rpc::row).
+                if let (true, Some(key)) = (settings.dedup.enabled || raw.rpc, n.idempotency_key.as_deref()) {
                     let window = settings.dedup.window_secs.min(i32::MAX as u64) as i32;
                     match self.store.claim_key(&raw.environment, &raw.source, key, &id, window).await {
                         Ok(Claim::New) | Ok(Claim::Same) => {}
