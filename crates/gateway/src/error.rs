@@ -14,6 +14,12 @@ pub enum GatewayError {
     MissingWriteKey,
     #[error("{0}")]
     Request(#[from] RequestError),
+    /// The body did not arrive whole within `http.body_timeout_ms` (a trickled body).
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// The client broke off sending the body, or its framing is malformed.
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
     #[error("{message}")]
     InvalidItem { code: String, message: String },
     /// Kafka did not acknowledge in time, or is unreachable.
@@ -30,6 +36,8 @@ impl GatewayError {
             GatewayError::UnknownToken => "unknown_token",
             GatewayError::MissingWriteKey => "missing_write_key",
             GatewayError::Request(e) => e.code(),
+            GatewayError::BodyTimeout(_) => "request_timeout",
+            GatewayError::UnreadableBody(_) => "unreadable_body",
             GatewayError::InvalidItem { code, .. } => code,
             GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Overloaded => "overloaded",
@@ -48,7 +56,8 @@ impl GatewayError {
             GatewayError::UnknownToken => StatusCode::NOT_FOUND,
             GatewayError::MissingWriteKey => StatusCode::UNAUTHORIZED,
             GatewayError::Request(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            GatewayError::InvalidItem { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::InvalidItem { .. } | GatewayError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::Unavailable(_) | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -17,6 +17,7 @@ use tributary_bus::{ProduceError, Producer};
 use tributary_model::event::partition_key;
 use tributary_model::event::{RawEventCommon, RawEventEncoder};
 use tributary_model::{EnvironmentSettings, Template};
+use tributary_runtime::body_deadline::{body_failure, BodyFailure};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
 use tributary_sources::request::decode_body;
@@ -89,7 +90,11 @@ async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, head
     let started = Instant::now();
     let tracking_api = matches!(ingress, Ingress::WriteKey(_));
     let result = match axum::body::to_bytes(body, st.max_body).await {
-        Err(_) => Err(unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body }))),
+        Err(e) => Err(unknown(match body_failure(&e) {
+            BodyFailure::TooLarge => GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body }),
+            BodyFailure::TimedOut => GatewayError::BodyTimeout(e.to_string()),
+            BodyFailure::Broken(why) => GatewayError::UnreadableBody(why),
+        })),
         Ok(raw) => {
             metrics::BYTES.inc_by(raw.len() as u64);
             let snapshot = st.cache.get();
