@@ -25,6 +25,10 @@ pub enum GatewayError {
     /// Kafka did not acknowledge in time, or is unreachable.
     #[error("the event could not be stored durably yet: {0}")]
     Unavailable(String),
+    /// An item is over Kafka's `message.max.bytes` (1 MB by default), though the body was
+    /// within `gateway.max_body_bytes`: permanent, so a 4xx (a 503 would be retried forever).
+    #[error("an event is larger than Kafka accepts (its message.max.bytes, 1 MB by default); send it smaller")]
+    EventTooLarge,
     /// The producer queue is full.
     #[error("the gateway is overloaded; retry shortly")]
     Overloaded,
@@ -39,6 +43,7 @@ impl GatewayError {
             GatewayError::BodyTimeout(_) => "request_timeout",
             GatewayError::UnreadableBody(_) => "unreadable_body",
             GatewayError::InvalidItem { code, .. } => code,
+            GatewayError::EventTooLarge => "event_too_large",
             GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Overloaded => "overloaded",
         }
@@ -57,6 +62,7 @@ impl GatewayError {
             GatewayError::MissingWriteKey => StatusCode::UNAUTHORIZED,
             GatewayError::Request(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
             GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::InvalidItem { .. } | GatewayError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::Unavailable(_) | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }

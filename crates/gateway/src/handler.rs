@@ -270,6 +270,7 @@ async fn produce_all(
         match r {
             Ok(()) => {}
             Err(ProduceError::QueueFull) => return Err(GatewayError::Overloaded),
+            Err(ProduceError::TooLarge) => return Err(GatewayError::EventTooLarge),
             Err(e) => return Err(GatewayError::Unavailable(e.to_string())),
         }
     }
