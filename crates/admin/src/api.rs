@@ -1,6 +1,7 @@
 //! The admin API's routes and handlers.
 
 use crate::error::ApiError;
+use crate::secret_eq::same_secret;
 use crate::shared::{body_of, load_settings, now_ms, ok, settings_view, AdminState, ApiResult, JsonBody, MaybeJson, St};
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -57,14 +58,13 @@ pub fn router(state: Arc<AdminState>, readiness: Readiness) -> Router {
 }
 
 async fn require_token(State(st): St, req: Request, next: Next) -> Response {
-    use subtle_free::ct_eq;
     let given = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if st.token.is_empty() || !ct_eq(given.as_bytes(), st.token.as_bytes()) {
+    if st.token.is_empty() || !same_secret(given.as_bytes(), st.token.as_bytes()) {
         // A console session (cookie; a change also needs the session's CSRF header) stands in
         // for the token.
         match crate::console::authorize(&st, req.headers(), req.method(), chrono::Utc::now().timestamp()) {
@@ -76,16 +76,6 @@ async fn require_token(State(st): St, req: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(req).await
-}
-
-/// Constant-time comparison without another dependency.
-mod subtle_free {
-    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-        if a.len() != b.len() {
-            return false;
-        }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
 }
 
 fn slug_ok(s: &str) -> bool {

@@ -1,7 +1,7 @@
 //! Every change through the admin API is written to the audit log: who (the token's hint),
 //! what (method, path, the body with secrets removed), when, and how it ended.
 
-use crate::shared::{too_large, AdminState, St, MAX_BODY_BYTES};
+use crate::shared::{read_body, AdminState, St};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -20,8 +20,9 @@ pub async fn record(State(st): St, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     // The same limit as the handlers' own reading: a larger body is refused here, not passed on
     // empty.
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return too_large().into_response();
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     let details = serde_json::from_slice::<Value>(&bytes).map(redact).unwrap_or(Value::Null);
     let method = parts.method.to_string();

@@ -9,6 +9,7 @@ mod logs;
 pub mod openapi;
 mod rehearse;
 mod error;
+mod secret_eq;
 mod shared;
 
 pub use api::router;
@@ -33,8 +34,5 @@ pub async fn run(cfg: &Config, store: Store, readiness: Readiness, shutdown: Shu
     readiness.set("admin", true);
     let listener = tokio::net::TcpListener::bind(cfg.admin.listen).await.map_err(|e| format!("bind {}: {e}", cfg.admin.listen))?;
     tracing::info!(addr = %cfg.admin.listen, "admin API listening");
-    axum::serve(listener, router(state, readiness))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
-        .map_err(|e| e.to_string())
+    tributary_runtime::serve(listener, router(state, readiness), "admin", &cfg.http, shutdown).await.map_err(|e| e.to_string())
 }

@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tributary_model::EnvironmentSettings;
+use tributary_runtime::body_deadline::{body_failure, BodyFailure};
 use tributary_store::Store;
 
 /// Largest request body the admin API reads (a rehearsed batch can be large; configuration
@@ -60,13 +61,23 @@ pub struct JsonBody(pub Value);
 pub struct MaybeJson(pub Option<Value>);
 
 async fn read_json(req: Request) -> Result<Option<Value>, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+    let bytes = read_body(req.into_body()).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}")))
+}
+
+/// A request body, whole: 413 over the limit, 408 when it does not arrive within
+/// `http.body_timeout_ms`, 400 when the client broke off.
+pub(crate) async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| match body_failure(&e) {
+        BodyFailure::TooLarge => too_large(),
+        BodyFailure::TimedOut => ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", e.to_string()),
+        BodyFailure::Broken(why) => ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", format!("the request body could not be read: {why}")),
+    })
 }
 
 pub(crate) fn too_large() -> ApiError {

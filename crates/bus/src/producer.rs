@@ -60,6 +60,10 @@ pub enum ProduceError {
     NotAcknowledged(String),
     #[error("kafka client error: {0}")]
     Client(String),
+    /// The record is over the producer's or the broker's `message.max.bytes`: it will never
+    /// be accepted, so retrying is pointless.
+    #[error("the record is larger than Kafka accepts (message.max.bytes)")]
+    TooLarge,
 }
 
 /// How a failed transaction call leaves the producer.
@@ -255,6 +259,7 @@ impl Producer {
         match inner.send(record, Timeout::After(Duration::ZERO)).await {
             Ok(_) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(ProduceError::QueueFull),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => Err(ProduceError::TooLarge),
             Err((e, _)) => Err(ProduceError::NotAcknowledged(e.to_string())),
         }
     }

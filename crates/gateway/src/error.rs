@@ -14,6 +14,12 @@ pub enum GatewayError {
     MissingWriteKey,
     #[error("{0}")]
     Request(#[from] RequestError),
+    /// The body did not arrive whole within `http.body_timeout_ms` (a trickled body).
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// The client broke off sending the body, or its framing is malformed.
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
     #[error("{message}")]
     InvalidItem { code: String, message: String },
     #[error("a {0} source takes no JSON-RPC calls (only hightouch and census sources do)")]
@@ -21,6 +27,10 @@ pub enum GatewayError {
     /// Kafka did not acknowledge in time, or is unreachable.
     #[error("the event could not be stored durably yet: {0}")]
     Unavailable(String),
+    /// An item is over Kafka's `message.max.bytes` (1 MB by default), though the body was
+    /// within `gateway.max_body_bytes`: permanent, so a 4xx (a 503 would be retried forever).
+    #[error("an event is larger than Kafka accepts (its message.max.bytes, 1 MB by default); send it smaller")]
+    EventTooLarge,
     /// The producer queue is full.
     #[error("the gateway is overloaded; retry shortly")]
     Overloaded,
@@ -32,8 +42,11 @@ impl GatewayError {
             GatewayError::UnknownToken => "unknown_token",
             GatewayError::MissingWriteKey => "missing_write_key",
             GatewayError::Request(e) => e.code(),
+            GatewayError::BodyTimeout(_) => "request_timeout",
+            GatewayError::UnreadableBody(_) => "unreadable_body",
             GatewayError::InvalidItem { code, .. } => code,
             GatewayError::NotRpc(_) => "not_rpc",
+            GatewayError::EventTooLarge => "event_too_large",
             GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Overloaded => "overloaded",
         }
@@ -51,7 +64,9 @@ impl GatewayError {
             GatewayError::UnknownToken | GatewayError::NotRpc(_) => StatusCode::NOT_FOUND,
             GatewayError::MissingWriteKey => StatusCode::UNAUTHORIZED,
             GatewayError::Request(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            GatewayError::InvalidItem { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::InvalidItem { .. } | GatewayError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::Unavailable(_) | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

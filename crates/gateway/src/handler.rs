@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tributary_bus::{ProduceError, Producer};
 use tributary_model::event::{RawEventCommon, RawEventEncoder};
 use tributary_model::{EnvironmentSettings, Template};
+use tributary_runtime::body_deadline::{body_failure, BodyFailure};
 use tributary_runtime::health::health_routes;
 use tributary_runtime::Readiness;
 use tributary_sources::answer::{unusable_answer, UnusableAnswer};
@@ -86,11 +87,20 @@ async fn tracking_api(State(st): State<Arc<GatewayState>>, Path(kind): Path<Stri
     handle(&st, Ingress::WriteKey(basic), implied, headers, body).await
 }
 
+/// Why a body could not be read, as the gateway answers it (receive URL and JSON-RPC alike).
+pub(crate) fn body_error(e: &axum::Error, max_body: usize) -> GatewayError {
+    match body_failure(e) {
+        BodyFailure::TooLarge => GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: max_body }),
+        BodyFailure::TimedOut => GatewayError::BodyTimeout(e.to_string()),
+        BodyFailure::Broken(why) => GatewayError::UnreadableBody(why),
+    }
+}
+
 async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let tracking_api = matches!(ingress, Ingress::WriteKey(_));
     let result = match axum::body::to_bytes(body, st.max_body).await {
-        Err(_) => Err(unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body }))),
+        Err(e) => Err(unknown(body_error(&e, st.max_body))),
         Ok(raw) => {
             metrics::BYTES.inc_by(raw.len() as u64);
             let snapshot = st.cache.get();
@@ -303,6 +313,7 @@ pub(crate) async fn produce_all(
         match r {
             Ok(()) => {}
             Err(ProduceError::QueueFull) => return Err(GatewayError::Overloaded),
+            Err(ProduceError::TooLarge) => return Err(GatewayError::EventTooLarge),
             Err(e) => return Err(GatewayError::Unavailable(e.to_string())),
         }
     }

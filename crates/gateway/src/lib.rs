@@ -46,11 +46,7 @@ pub async fn run(cfg: &Config, cache: ConfigCache, readiness: Readiness, shutdow
     let app = router(state, readiness);
     let listener = tokio::net::TcpListener::bind(cfg.gateway.listen).await.map_err(|e| format!("bind {}: {e}", cfg.gateway.listen))?;
     tracing::info!(addr = %cfg.gateway.listen, "gateway listening");
-    let sd = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { sd.wait().await })
-        .await
-        .map_err(|e| e.to_string())?;
+    tributary_runtime::serve(listener, app, "gateway", &cfg.http, shutdown.clone()).await.map_err(|e| e.to_string())?;
     tracing::info!("gateway drained; flushing the producer");
     producer.flush(Duration::from_secs(10));
     Ok(())

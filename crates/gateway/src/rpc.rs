@@ -32,7 +32,7 @@ const REFUSED: i64 = -32000;
 pub async fn rpc(State(st): State<Arc<GatewayState>>, Path(token): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let result = match axum::body::to_bytes(body, st.max_body).await {
-        Err(_) => Err(unknown(GatewayError::Request(tributary_sources::RequestError::PayloadTooLarge { limit: st.max_body }))),
+        Err(e) => Err(unknown(crate::handler::body_error(&e, st.max_body))),
         Ok(raw) => {
             metrics::BYTES.inc_by(raw.len() as u64);
             let snapshot = st.cache.get();

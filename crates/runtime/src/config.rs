@@ -26,6 +26,7 @@ pub struct Config {
     pub cassandra: CassandraConfig,
     pub gateway: GatewayConfig,
     pub admin: AdminConfig,
+    pub http: HttpConfig,
     pub workers: WorkersConfig,
     pub ingest: IngestConfig,
     pub log: LogConfig,
@@ -87,6 +88,32 @@ pub struct AdminConfig {
     pub token: String,
     /// Base URL shown in ingest URLs (what senders are told to post to).
     pub public_url: String,
+}
+
+/// Limits and timeouts of every HTTP server of the process (gateway, admin API, health
+/// endpoints): what keeps a hostile or broken client from holding connections, memory or tasks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A connection must deliver a whole request head within this long of opening, or of its
+    /// previous answer; otherwise it is closed. Cuts off slowloris headers and reaps idle
+    /// HTTP/1 keep-alive connections (a load balancer in front must idle out sooner).
+    pub header_timeout_ms: u64,
+    /// A request body must arrive whole within this long of its head: otherwise 408
+    /// `request_timeout` and the connection is closed (a trickled body).
+    pub body_timeout_ms: u64,
+    /// An HTTP/2 connection with no request in flight for this long is closed (GOAWAY).
+    pub idle_timeout_ms: u64,
+    /// Open connections per server; one more is answered 503 `too_many_connections` and closed.
+    /// The process's file limit (`ulimit -n`) must be above the sum over its servers.
+    pub max_connections: usize,
+    /// Request target plus header names and values, in bytes: over it, 431
+    /// `headers_too_large`. Beyond twice this the request is not read at all (431, no body).
+    pub max_header_bytes: usize,
+    /// Header fields per request: over it, 431 `headers_too_large` (beyond twice: 431, no body).
+    pub max_headers: usize,
+    /// HTTP/2 streams in flight per connection (more are refused by the protocol).
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +198,7 @@ impl Default for Config {
             cassandra: CassandraConfig::default(),
             gateway: GatewayConfig::default(),
             admin: AdminConfig::default(),
+            http: HttpConfig::default(),
             workers: WorkersConfig::default(),
             ingest: IngestConfig::default(),
             log: LogConfig::default(),
@@ -225,6 +253,20 @@ impl Default for AdminConfig {
     }
 }
 
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
 impl Default for WorkersConfig {
     fn default() -> Self {
         WorkersConfig {
@@ -258,7 +300,7 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 7] = ["kafka", "cassandra", "gateway", "admin", "workers", "ingest", "log"];
+const SECTIONS: [&str; 8] = ["kafka", "cassandra", "gateway", "admin", "http", "workers", "ingest", "log"];
 
 impl Config {
     /// Load `path` (if given), then apply `TRIBUTARY_*` variables from `env`.
@@ -325,6 +367,29 @@ impl Config {
         }
         if self.ingest.max_record_bytes < 1024 {
             return bad("ingest.max_record_bytes", "must be at least 1024");
+        }
+        let h = &self.http;
+        if !(100..=600_000).contains(&h.header_timeout_ms) {
+            return bad("http.header_timeout_ms", "must be from 100 to 600000");
+        }
+        if !(100..=3_600_000).contains(&h.body_timeout_ms) {
+            return bad("http.body_timeout_ms", "must be from 100 to 3600000");
+        }
+        if !(100..=3_600_000).contains(&h.idle_timeout_ms) {
+            return bad("http.idle_timeout_ms", "must be from 100 to 3600000");
+        }
+        if !(1..=1_000_000).contains(&h.max_connections) {
+            return bad("http.max_connections", "must be from 1 to 1000000");
+        }
+        // hyper needs a read buffer of at least 8 KiB, which is twice the smallest limit.
+        if !(4096..=1 << 20).contains(&h.max_header_bytes) {
+            return bad("http.max_header_bytes", "must be from 4096 to 1048576");
+        }
+        if !(16..=1000).contains(&h.max_headers) {
+            return bad("http.max_headers", "must be from 16 to 1000");
+        }
+        if !(1..=10_000).contains(&h.max_concurrent_streams) {
+            return bad("http.max_concurrent_streams", "must be from 1 to 10000");
         }
         if !["json", "text"].contains(&self.log.format.as_str()) {
             return bad("log.format", "must be `json` or `text`");
@@ -417,6 +482,11 @@ mod tests {
         assert_eq!(Config::load(None, env(&[("TRIBUTARY_INGEST_MAX_RECORD_BYTES", "4096")])).unwrap().ingest.max_record_bytes, 4096);
         let e = Config::load(None, env(&[("TRIBUTARY_KAFKA_PARTITIONS", "0")])).unwrap_err().to_string();
         assert!(e.contains("kafka.partitions"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_HTTP_HEADER_TIMEOUT_MS", "0")])).unwrap_err().to_string();
+        assert!(e.contains("http.header_timeout_ms"), "{e}");
+        let e = Config::load(None, env(&[("TRIBUTARY_HTTP_MAX_HEADER_BYTES", "100")])).unwrap_err().to_string();
+        assert!(e.contains("http.max_header_bytes"), "{e}");
+        assert_eq!(Config::load(None, env(&[("TRIBUTARY_HTTP_MAX_CONNECTIONS", "64")])).unwrap().http.max_connections, 64);
         let e = Config::load(None, env(&[("TRIBUTARY_GATEWAY_LISTEN", "nowhere")])).unwrap_err().to_string();
         assert!(e.contains("listen") || e.contains("address"), "{e}");
         assert!(Config::load(None, env(&[])).unwrap().require_admin_token().is_err());

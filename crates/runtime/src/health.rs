@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::config::HttpConfig;
 use crate::Shutdown;
 
 /// Named readiness checks, each set by the component that owns the dependency.
@@ -57,13 +58,11 @@ async fn metrics() -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// Serve the health endpoints on `addr` until shutdown.
-pub async fn serve_health(addr: SocketAddr, readiness: Readiness, shutdown: Shutdown) -> std::io::Result<()> {
+/// Serve the health endpoints on `addr` until shutdown, under the same limits as every server.
+pub async fn serve_health(addr: SocketAddr, readiness: Readiness, http: &HttpConfig, shutdown: Shutdown) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health endpoint listening");
-    axum::serve(listener, crate::http_errors::fallbacks(health_routes(readiness)))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    crate::serve(listener, crate::http_errors::fallbacks(health_routes(readiness)), "health", http, shutdown).await
 }
 
 /// Register a collector in the default Prometheus registry (which `/metrics` serves) and hand

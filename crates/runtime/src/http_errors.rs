@@ -28,6 +28,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         415 => "unsupported_media_type",
         422 => "unprocessable",
         429 => "too_many_requests",
+        431 => "headers_too_large",
         503 => "unavailable",
         s if s >= 500 => "internal",
         _ => "error",

@@ -21,6 +21,8 @@ pub enum RequestError {
     SignatureMismatch(&'static str),
     #[error("webhook-timestamp is {0} seconds away from now (tolerance 300)")]
     StaleTimestamp(i64),
+    #[error("the body nests arrays and objects more than {0} levels deep")]
+    TooDeep(usize),
     #[error("the body must be a JSON object or array, found {0}")]
     InvalidEnvelope(&'static str),
     #[error("`{0}` does not lead to an array")]
@@ -37,6 +39,7 @@ impl RequestError {
             RequestError::MissingSignature(_) => "missing_signature",
             RequestError::SignatureMismatch(_) => "signature_mismatch",
             RequestError::StaleTimestamp(_) => "stale_timestamp",
+            RequestError::TooDeep(_) => "too_deep",
             RequestError::InvalidEnvelope(_) => "invalid_envelope",
             RequestError::InvalidArrayPath(_) => "invalid_array_path",
         }
@@ -46,6 +49,7 @@ impl RequestError {
         match self {
             RequestError::InvalidJson(_)
             | RequestError::InvalidGzip(_)
+            | RequestError::TooDeep(_)
             | RequestError::InvalidEnvelope(_)
             | RequestError::InvalidArrayPath(_) => 400,
             RequestError::UnsupportedEncoding(_) => 415,

@@ -98,6 +98,9 @@ pub fn split_body(
     verification: &'static str,
 ) -> Result<Envelope, RequestError> {
     let text = std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson(format!("not UTF-8: {e}")))?;
+    if nests_deeper_than(text, MAX_DEPTH) {
+        return Err(RequestError::TooDeep(MAX_DEPTH));
+    }
     let whole: Box<RawValue> = serde_json::from_str(text).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
     let mut env = Envelope { shape: Shape::Single, items: Vec::new(), batch_context: None, batch_integrations: None, verification };
     let reading = format::reading(template, settings);
@@ -159,6 +162,41 @@ fn has_batch_array(whole: &RawValue) -> bool {
             .ok()
             .and_then(|t| t.batch)
             .is_some_and(|b| first_byte(b.get()) == b'[')
+}
+
+/// Deepest nesting of arrays and objects accepted. Items pass the gateway as raw text (serde_json
+/// skips over them without a depth limit), but the stages parse each one, wrapped in its record,
+/// with serde_json's limit of 128: an item deeper than that would be accepted here and fail
+/// there. 100 leaves room for the wrapping and refuses it at the door instead.
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether `text` nests arrays and objects more than `limit` deep (brackets in strings aside).
+/// One pass over the bytes, no allocation.
+fn nests_deeper_than(text: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[derive(serde::Deserialize)]
@@ -235,5 +273,22 @@ pub fn status_for(shape: Shape, rejected: usize) -> u16 {
         (Shape::Single, r) if r > 0 => 400,
         (_, 0) => 202,
         _ => 200,
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::nests_deeper_than;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        let at = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nests_deeper_than(&at(100), 100));
+        assert!(nests_deeper_than(&at(101), 100));
+        assert!(nests_deeper_than(&at(10_000), 100));
+        // brackets inside strings, escaped quotes included, do not count
+        let s = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(!nests_deeper_than(&s, 2));
+        assert!(nests_deeper_than(r#"{"a":{"b":[1]}}"#, 2));
     }
 }

@@ -130,8 +130,8 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     }
     let mut tasks = tokio::task::JoinSet::new();
     if roles.iter().any(|r| r.is_worker()) {
-        let (addr, r, s) = (cfg.workers.health_listen, readiness.clone(), shutdown.clone());
-        tasks.spawn(async move { serve_health(addr, r, s).await.map_err(|e| format!("health endpoint {addr}: {e}")) });
+        let (addr, r, s, http) = (cfg.workers.health_listen, readiness.clone(), shutdown.clone(), cfg.http.clone());
+        tasks.spawn(async move { serve_health(addr, r, &http, s).await.map_err(|e| format!("health endpoint {addr}: {e}")) });
     }
     // The gateway's and the admin API's ports: a stand-in serves the health endpoints there
     // until the role's own server takes the port over.
@@ -139,8 +139,8 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     let stop_stand_ins = Shutdown::new();
     for (role, addr) in [(Role::Gateway, cfg.gateway.listen), (Role::Admin, cfg.admin.listen)] {
         if roles.contains(&role) {
-            let (r, s) = (readiness.clone(), stop_stand_ins.clone());
-            stand_ins.spawn(async move { serve_health(addr, r, s).await.map_err(|e| format!("bind {addr}: {e}")) });
+            let (r, s, http) = (readiness.clone(), stop_stand_ins.clone(), cfg.http.clone());
+            stand_ins.spawn(async move { serve_health(addr, r, &http, s).await.map_err(|e| format!("bind {addr}: {e}")) });
         }
     }
     let (store, topics, cache) = tokio::select! {

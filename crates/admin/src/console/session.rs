@@ -13,6 +13,7 @@
 //! (`HttpOnly`). To end every session at once, change the admin token.
 
 use crate::error::ApiError;
+use crate::secret_eq::same_secret;
 use crate::shared::{body_of, AdminState, ApiResult, JsonBody, St};
 use axum::extract::State;
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -53,10 +54,6 @@ fn mac(token: &str, parts: &[&[u8]]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The session cookie's value for a new session.
 pub fn issue(token: &str, now: i64) -> (Session, String) {
     let nonce = B64.encode(uuid::Uuid::new_v4().as_bytes());
@@ -77,7 +74,7 @@ pub fn verify(token: &str, value: &str, now: i64) -> Option<Session> {
         return None;
     };
     let expected = mac(token, &[b"session", exp.as_bytes(), nonce.as_bytes()]);
-    if !ct_eq(&B64.decode(sig).ok()?, &expected) {
+    if !same_secret(&B64.decode(sig).ok()?, &expected) {
         return None;
     }
     let expires: i64 = exp.parse().ok()?;
@@ -142,7 +139,7 @@ pub fn authorize(st: &AdminState, headers: &HeaderMap, method: &Method, now: i64
     })?;
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !ct_eq(given.as_bytes(), csrf_token(&st.token, &session).as_bytes()) {
+        if !same_secret(given.as_bytes(), csrf_token(&st.token, &session).as_bytes()) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "csrf_failed",
@@ -167,7 +164,7 @@ pub async fn sign_in(State(st): St, headers: HeaderMap, JsonBody(body): JsonBody
     if b.token.is_empty() {
         return Err(ApiError::invalid("token", "enter the admin token"));
     }
-    if st.token.is_empty() || !ct_eq(b.token.as_bytes(), st.token.as_bytes()) {
+    if st.token.is_empty() || !same_secret(b.token.as_bytes(), st.token.as_bytes()) {
         // A little time per wrong guess.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "that is not the admin token");
