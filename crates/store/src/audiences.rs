@@ -28,7 +28,7 @@ impl Store {
             .session
             .execute_unpaged(&self.stmts.select_member, (environment, audience, user_id))
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let mut out = Vec::new();

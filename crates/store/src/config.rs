@@ -2,7 +2,7 @@
 //! Workers and the gateway read it whole into memory ([`Snapshot`]) every few seconds, so no
 //! hot path waits on the database for configuration.
 
-use crate::{now_ms, unavailable, Store, StoreError};
+use crate::{db, now_ms, unavailable, Store, StoreError};
 use std::collections::HashMap;
 use tributary_model::{EnvironmentSettings, Mapping, Source, Template};
 
@@ -90,7 +90,7 @@ impl Store {
         self.session
             .query_unpaged(format!("INSERT INTO {}.config_epoch (id, changed_at) VALUES (0, ?)", self.ks), (now_ms(),))
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         Ok(())
     }
 
@@ -100,7 +100,7 @@ impl Store {
             .session
             .query_unpaged(format!("SELECT changed_at FROM {}.config_epoch WHERE id = 0", self.ks), &[])
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         Ok(rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?.and_then(|r| r.0).unwrap_or(0))
@@ -113,7 +113,7 @@ impl Store {
             .session
             .query_unpaged(format!("SELECT name FROM {}.environments", self.ks), &[])
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let mut out: Vec<String> = rows.rows::<(String,)>().map_err(unavailable)?.filter_map(|r| r.ok().map(|t| t.0)).collect();
@@ -125,7 +125,7 @@ impl Store {
         self.session
             .query_unpaged(format!("INSERT INTO {}.environments (name, created_at) VALUES (?, ?)", self.ks), (name, now_ms()))
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 
@@ -133,7 +133,7 @@ impl Store {
         self.session
             .query_unpaged(format!("DELETE FROM {}.environments WHERE name = ?", self.ks), (name,))
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 
@@ -155,7 +155,7 @@ impl Store {
             .session
             .query_unpaged(format!("SELECT key, name, template, created_at FROM {}.sources", self.ks), &[])
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let mut out = Vec::new();
@@ -179,7 +179,7 @@ impl Store {
                 (&s.key, &s.name, s.template.as_str(), s.created_at),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 
@@ -189,16 +189,16 @@ impl Store {
             self.session
                 .query_unpaged(format!("DELETE FROM {}.mappings WHERE source = ? AND environment = ?", self.ks), (key, &env))
                 .await
-                .map_err(unavailable)?;
+                .map_err(db)?;
         }
         self.session
             .query_unpaged(format!("DELETE FROM {}.source_environments WHERE source = ?", self.ks), (key,))
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.session
             .query_unpaged(format!("DELETE FROM {}.sources WHERE key = ?", self.ks), (key,))
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 
@@ -212,7 +212,7 @@ impl Store {
                 (&s.source, &s.environment, json, now_ms()),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 
@@ -234,7 +234,7 @@ impl Store {
                 (&m.source, &m.environment, &m.id, json),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 
@@ -253,7 +253,7 @@ impl Store {
         values: impl scylla::serialize::row::SerializeRow,
         what: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let rows = self.session.query_unpaged(query, values).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let rows = self.session.query_unpaged(query, values).await.map_err(db)?.into_rows_result().map_err(unavailable)?;
         let mut out = Vec::new();
         for r in rows.rows::<(String,)>().map_err(unavailable)? {
             let (json,) = r.map_err(unavailable)?;
@@ -269,7 +269,7 @@ impl Store {
                 (source, environment, id),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         self.touch_config().await
     }
 }

@@ -33,7 +33,7 @@ impl Store {
     }
 
     async fn get_props(&self, st: &PreparedStatement, env: &str, id: &str) -> Result<Option<Map<String, Value>>, StoreError> {
-        let rows = self.session.execute_unpaged(st, (env, id)).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let rows = self.session.execute_unpaged(st, (env, id)).await.map_err(db)?.into_rows_result().map_err(unavailable)?;
         match rows.maybe_first_row::<(Option<String>,)>().map_err(unavailable)? {
             None => Ok(None),
             Some((json,)) => {
@@ -61,7 +61,7 @@ impl Store {
             .session
             .execute_unpaged(&self.stmts.select_dedup, (environment, source, key))
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         if let Some((owner,)) = rows.maybe_first_row::<(Option<String>,)>().map_err(unavailable)? {
@@ -71,7 +71,7 @@ impl Store {
         self.session
             .execute_unpaged(&self.stmts.insert_dedup, (environment, source, key, event_id, window_secs.max(1)))
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         Ok(Claim::New)
     }
 }

@@ -137,7 +137,7 @@ impl Store {
              verification, raw, normalized, duplicate_of, received_at, inserted_at, TTL(status) FROM {}.event_logs WHERE event_id = ?",
             self.ks
         );
-        let rows = self.session.query_unpaged(q, (event_id,)).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let rows = self.session.query_unpaged(q, (event_id,)).await.map_err(db)?.into_rows_result().map_err(unavailable)?;
         let Some(r) = rows.maybe_first_row::<EventRow>().map_err(unavailable)? else { return Ok(None) };
         let s = |o: Option<String>| o.unwrap_or_default();
         Ok(Some(EventLog {
@@ -215,7 +215,7 @@ impl Store {
             .session
             .execute_unpaged(&self.stmts.select_action_status, (event_id, action_id))
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let r = rows.maybe_first_row::<(Option<String>, Option<i32>, Option<i64>)>().map_err(unavailable)?;
@@ -228,7 +228,7 @@ impl Store {
              error, attempts, replay_of, inserted_at, updated_at, TTL(status) FROM {}.action_logs WHERE event_id = ?",
             self.ks
         );
-        let rows = self.session.query_unpaged(q, (event_id,)).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+        let rows = self.session.query_unpaged(q, (event_id,)).await.map_err(db)?.into_rows_result().map_err(unavailable)?;
         let mut out = Vec::new();
         for r in rows.rows::<ActionRow>().map_err(unavailable)? {
             let r = r.map_err(unavailable)?;

@@ -1,6 +1,6 @@
 //! The schema, and the prepared statements of the hot paths.
 
-use crate::{unavailable, StoreError};
+use crate::{db, unavailable, StoreError};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
@@ -77,12 +77,12 @@ pub async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<(
     session
         .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"), &[])
         .await
-        .map_err(unavailable)?;
+        .map_err(db)?;
     for t in TABLES {
-        session.query_unpaged(t.replace("{ks}", ks).replace("{TWCS}", TWCS), &[]).await.map_err(unavailable)?;
+        session.query_unpaged(t.replace("{ks}", ks).replace("{TWCS}", TWCS), &[]).await.map_err(db)?;
     }
     for t in TTL_TABLES {
-        session.query_unpaged(format!("ALTER TABLE {ks}.{t} WITH compaction = {TWCS}"), &[]).await.map_err(unavailable)?;
+        session.query_unpaged(format!("ALTER TABLE {ks}.{t} WITH compaction = {TWCS}"), &[]).await.map_err(db)?;
     }
     session.await_schema_agreement().await.map_err(unavailable)?;
     Ok(())
@@ -197,7 +197,7 @@ impl Statements {
 impl crate::Store {
     /// Drop this store's keyspace and everything in it (tests and benchmarks clean up with it).
     pub async fn drop_keyspace(&self) -> Result<(), StoreError> {
-        self.session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.ks), &[]).await.map_err(unavailable)?;
+        self.session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.ks), &[]).await.map_err(db)?;
         Ok(())
     }
 }

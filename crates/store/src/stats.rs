@@ -1,7 +1,7 @@
 //! Known events, per-day counts and the audit log: what the control plane shows about a
 //! source, and who changed what.
 
-use crate::{day_of, now_ms, unavailable, Store, StoreError};
+use crate::{day_of, db, now_ms, unavailable, Store, StoreError};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +31,7 @@ impl Store {
                 (source, environment),
             )
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let seen = self
@@ -41,7 +41,7 @@ impl Store {
                 (source, environment),
             )
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let mut last = std::collections::HashMap::new();
@@ -68,7 +68,7 @@ impl Store {
                 (source, environment, today - days),
             )
             .await
-            .map_err(unavailable)?
+            .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
         let mut total = 0;
@@ -86,7 +86,7 @@ impl Store {
                 (day_of(at), at, uuid::Uuid::new_v4().to_string(), actor, action, target, details.to_string(), ttl_secs),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
         Ok(())
     }
 
@@ -102,7 +102,7 @@ impl Store {
                     (d, (limit - out.len()) as i32),
                 )
                 .await
-                .map_err(unavailable)?
+                .map_err(db)?
                 .into_rows_result()
                 .map_err(unavailable)?;
             for r in rows.rows::<(String, i64, Option<String>, Option<String>, Option<String>, Option<String>)>().map_err(unavailable)? {

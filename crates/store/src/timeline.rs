@@ -14,7 +14,7 @@
 //! Each slice row also records the bucket count its entries were written with: changing
 //! `cassandra.timeline_buckets` leaves earlier slices readable.
 
-use crate::{day_of, unavailable, Store, StoreError};
+use crate::{day_of, db, unavailable, Store, StoreError};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -101,7 +101,7 @@ impl Store {
                 .session
                 .execute_unpaged(&self.stmts.select_slices, (env, kind.as_str(), day, slice_of(until), slice_of(since)))
                 .await
-                .map_err(unavailable)?
+                .map_err(db)?
                 .into_rows_result()
                 .map_err(unavailable)?;
             let mut day_slices: BTreeMap<i64, i32> = BTreeMap::new();
@@ -175,7 +175,7 @@ impl Store {
         for (slice, buckets) in self.slices(env, Kind::Events, since, until).await? {
             for b in 0..buckets {
                 let q = format!("SELECT COUNT(*) FROM {}.event_timeline WHERE environment = ? AND slice = ? AND bucket = ?", self.ks);
-                let rows = self.session.query_unpaged(q, (env, slice, b)).await.map_err(unavailable)?.into_rows_result().map_err(unavailable)?;
+                let rows = self.session.query_unpaged(q, (env, slice, b)).await.map_err(db)?.into_rows_result().map_err(unavailable)?;
                 let (n,) = rows.first_row::<(i64,)>().map_err(unavailable)?;
                 if n > 0 {
                     out.insert((slice, b), n as usize);
