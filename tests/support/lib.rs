@@ -228,9 +228,24 @@ impl Cluster {
         http::request(self.gateway_port, "POST", &format!("/integrations/receive/{token}"), headers, Some(body))
     }
 
+    /// The brokers this cluster's processes use (the shared ones unless set otherwise).
+    pub fn brokers(&self) -> String {
+        self.env.iter().find(|(k, _)| k == "TRIBUTARY_KAFKA_BROKERS").map(|(_, v)| v.clone()).unwrap_or_else(kafka)
+    }
+
+    /// The Cassandra node this cluster's processes use.
+    pub fn cassandra_node(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "TRIBUTARY_CASSANDRA_NODES")
+            .and_then(|(_, v)| serde_json::from_str::<Vec<String>>(v).ok())
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_else(cassandra)
+    }
+
     pub async fn store(&self) -> Store {
         Store::connect(&StoreSettings {
-            nodes: vec![cassandra()],
+            nodes: vec![self.cassandra_node()],
             keyspace: self.name.clone(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             username: None,
@@ -258,12 +273,12 @@ impl Drop for Cluster {
         }
         // Drop the test's keyspace (a node holding hundreds of tables runs out of heap) and
         // its topics (a broker holding thousands of partitions slows down).
-        let name = self.name.clone();
+        let (name, node, brokers) = (self.name.clone(), self.cassandra_node(), self.brokers());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let settings = StoreSettings {
-                    nodes: vec![cassandra()],
+                    nodes: vec![node],
                     keyspace: name,
                     replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
                     username: None,
@@ -272,7 +287,7 @@ impl Drop for Cluster {
                 if let Ok(store) = Store::connect_existing(&settings).await {
                     let _ = store.drop_keyspace().await;
                 }
-                let _ = tributary_bus::delete_topics(&kafka(), &tributary_bus::Topics::new(&settings.keyspace)).await;
+                let _ = tributary_bus::delete_topics(&brokers, &tributary_bus::Topics::new(&settings.keyspace)).await;
             })
         })
         .join();
@@ -404,6 +419,60 @@ impl Drop for PrivateKafka {
 }
 
 impl Default for PrivateKafka {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A Cassandra node of this test's own (so killing it disturbs no other test): its own run
+/// directory and ports, 1 GiB of heap (it holds one keyspace).
+pub struct PrivateCassandra {
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl PrivateCassandra {
+    pub fn new() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("trib-cassandra-{}", uuid::Uuid::new_v4().simple()));
+        let env = vec![
+            ("CASSANDRA_PORT".into(), port.to_string()),
+            ("CASSANDRA_STORAGE_PORT".into(), free_port().to_string()),
+            ("CASSANDRA_RUN_DIR".into(), dir.display().to_string()),
+            ("CASSANDRA_HEAP_OPTS".into(), "-Xms1g -Xmx1g".into()),
+        ];
+        PrivateCassandra { port, env }
+    }
+
+    /// `deploy/local/cassandra.sh <cmd>` for this node (`start`, `stop`, `clean`).
+    pub fn script(&self, cmd: &str) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cassandra.sh");
+        let st = Command::new("bash").arg(script).arg(cmd).envs(self.env.iter().cloned()).stdout(Stdio::null()).status().unwrap();
+        assert!(st.success(), "cassandra.sh {cmd} failed");
+    }
+
+    /// SIGKILL the node (a crash: no drain, no flush).
+    pub fn kill_9(&self) {
+        let dir = self.env.iter().find(|(k, _)| k == "CASSANDRA_RUN_DIR").map(|(_, v)| v.clone()).unwrap();
+        let pid = std::fs::read_to_string(std::path::Path::new(&dir).join("cassandra.pid")).expect("cassandra.pid");
+        let st = Command::new("kill").arg("-KILL").arg(pid.trim()).status().unwrap();
+        assert!(st.success(), "kill -9 {pid}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateCassandra {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cassandra.sh");
+        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
+    }
+}
+
+impl Default for PrivateCassandra {
     fn default() -> Self {
         Self::new()
     }
