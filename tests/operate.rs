@@ -516,7 +516,7 @@ impl Traffic {
                     let named = [("tributary-source", "segment-web"), ("tributary-environment", "development")];
                     let headers = match i.is_multiple_of(15) {
                         true => OwnedHeaders::new(),
-                        false => named.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: *k, value: Some(*v) })),
+                        false => named.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) })),
                     };
                     let key = format!("user-{}", i % 7);
                     let _ = producer.send(BaseRecord::to(&ingest_topic).key(&key).payload(&value).headers(headers));
