@@ -353,3 +353,46 @@ async fn every_failure_has_the_error_shape_and_bodies_need_no_content_type() {
     shaped(curl(p, "POST", "/v1/sources", &[], Some(r#"{"key":"k","template":"mixpanel"}"#)), 422, "validation_failed");
     shaped(http::json(p, "GET", "/v1/sources", &[], None), 401, "unauthorized");
 }
+
+/// Rehearse reports the status the gateway really answers, per-template rule included
+/// (tributary_sources::answer): a verified body that cannot be used is a 4xx for Segment and
+/// RudderStack, 200 with the refusal for Census, Hightouch and webhook senders.
+#[tokio::test(flavor = "multi_thread")]
+async fn rehearse_answers_unusable_content_as_the_gateway_does_per_template() {
+    let mut c = Cluster::new();
+    c.migrate();
+    c.start("admin");
+    let rehearse = |key: &str, body: Value, headers: Value| {
+        c.admin_ok("POST", &format!("/v1/sources/{key}/environments/development/rehearse"), Some(&json!({"body": body, "headers": headers})))
+    };
+    for template in ["segment", "rudderstack", "hightouch", "census", "http"] {
+        let key = format!("{template}-src");
+        c.create_source(&key, template);
+        let cdp = matches!(template, "segment" | "rudderstack");
+        for (body, code) in [(json!("{oops"), "invalid_json"), (json!("\"a string\""), "invalid_envelope")] {
+            let r = rehearse(&key, body, json!({}));
+            assert_eq!(r["error"]["code"], code, "{template}: {r}");
+            assert_eq!(r["verification"], "unverified", "{template}: it passed (scheme none): {r}");
+            if cdp {
+                assert_eq!((r["status"].clone(), r["rejected"].clone()), (json!(400), json!([])), "{template}: {r}");
+            } else {
+                assert_eq!(r["status"], 200, "{template}: {r}");
+                assert_eq!(r["rejected"], json!([{"index": 0, "code": code, "message": r["error"]["message"]}]), "{template}: {r}");
+            }
+        }
+        let r = rehearse(&key, json!({"type": "track", "event": "E", "userId": {"an": "object"}}), json!({}));
+        if cdp {
+            assert_eq!(r["status"], 400, "{template}: a refused single event: {r}");
+        } else {
+            assert_ne!(r["status"], 400, "{template}: never a 400: {r}");
+        }
+    }
+
+    // a verified Census request: "verified", 200 with the refusal; a failed check stays 401
+    c.admin_ok("PATCH", "/v1/sources/census-src/environments/development",
+        Some(&json!({"verification": {"scheme": "bearer", "secrets": ["census-rehearse-secret"]}})));
+    let r = rehearse("census-src", json!("{oops"), json!({"authorization": "Bearer census-rehearse-secret"}));
+    assert_eq!((r["status"].clone(), r["verification"].clone()), (json!(200), json!("verified")), "{r}");
+    let r = rehearse("census-src", json!("{oops"), json!({"authorization": "Bearer wrong"}));
+    assert_eq!((r["status"].clone(), r["verification"].clone(), r["rejected"].clone()), (json!(401), json!("failed"), json!([])), "{r}");
+}

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tributary_model::ActionLog;
 use tributary_store::Store;
+use tributary_tests::recorder::Recorder;
 use tributary_tests::{eventually, Cluster};
 
 const HT_SECRET: &str = "ht-destination-secret";
@@ -217,4 +218,75 @@ async fn hightouch_and_census_bodies_rows_json_rpc_audiences_and_answers() {
     // ... and a Segment source keeps the 4xx, which Segment drops instead of retrying.
     let (s, v) = c.post_event(&seg, &[], br#"{"type":"track","userId":"u1"}"#);
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("missing_event")), "{v}");
+}
+
+/// Audience rows of a source whose sink is HTTP reach a Knock-compatible API as its Audiences
+/// API documents them (https://docs.knock.app/api-reference/audiences: `POST` / `DELETE
+/// /v1/audiences/{key}/members`, body `{"members": [{"user": {"id"}, "tenant"?}]}`), each with
+/// the action id as Idempotency-Key (kept across retries), and membership is also stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn audience_rows_reach_an_http_sink_as_knock_member_calls_with_an_idempotency_key() {
+    // the first call meets a 503: retried with the same key
+    let knock = Recorder::start(vec![(503, vec![])]);
+    let mut c = Cluster::new();
+    c.set_env("TRIBUTARY_WORKERS_SINK_BACKOFF_MS", "50");
+    c.start_all_roles();
+    let (_, ht) = c.create_source("ht", "hightouch");
+    let env = "/v1/sources/ht/environments/development";
+    c.admin_ok("PATCH", env, Some(&json!({"verification": {"scheme": "bearer", "secrets": [HT_SECRET]},
+        "sink": {"kind": "http", "base_url": knock.url(), "api_key": "sk_test_aud"}})));
+    for (event_type, action_type) in [("hightouch.add", "add_to_audience"), ("hightouch.remove", "remove_from_audience")] {
+        c.admin_ok("POST", &format!("{env}/mappings"), Some(&json!({"event_type": event_type, "action_type": action_type,
+            "parameters": {"audience_key": "event.configuration.audience_key", "tenant": "data.tenant"}})));
+    }
+    let store = c.store().await;
+
+    // add: user_123 (tenant acme) and user_456 (no tenant); the third row has no user and is
+    // refused before any action
+    let (s, v) = rpc(&c, &ht, HT_SECRET, &fixture("hightouch/embedded-destination/add.json"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["result"]["rejectedRows"].as_array().unwrap().len(), 1, "{v}");
+    let added = v["request_id"].clone();
+    let a123 = wait_actions(&store, &event_id(&added, 0), 1).await;
+    let a456 = wait_actions(&store, &event_id(&added, 1), 1).await;
+    for a in [&a123[0], &a456[0]] {
+        assert_eq!((a.action_type.as_str(), a.status.as_str()), ("add_to_audience", "success"), "{a:?}");
+    }
+    assert_eq!(store.audience_memberships("development", "new-signups", "user_123").await.unwrap().into_iter().map(|m| m.0).collect::<Vec<_>>(),
+        vec![Some("acme".to_string())]);
+    assert_eq!(store.audience_memberships("development", "new-signups", "user_456").await.unwrap().into_iter().map(|m| m.0).collect::<Vec<_>>(),
+        vec![None]);
+
+    let reqs = knock.requests();
+    let posts: Vec<_> = reqs.iter().filter(|q| q.method == "POST").collect();
+    assert_eq!(posts.len(), 3, "two adds, one of them retried after the 503: {reqs:?}");
+    for q in &posts {
+        assert_eq!(q.path, "/v1/audiences/new-signups/members");
+        assert_eq!(q.header("authorization"), Some("Bearer sk_test_aud"));
+        assert_eq!(q.header("content-type"), Some("application/json"));
+    }
+    let by_key = |id: &str| posts.iter().filter(|q| q.header("idempotency-key") == Some(id)).collect::<Vec<_>>();
+    let (p123, p456) = (by_key(&a123[0].action_id), by_key(&a456[0].action_id));
+    assert_eq!(p123.len() + p456.len(), 3, "every call carries its action's id as the key");
+    assert_ne!(a123[0].action_id, a456[0].action_id);
+    let retried = if p123.len() == 2 { &p123 } else { &p456 };
+    assert_eq!(retried.len(), 2, "the 503 was retried with the same key: {reqs:?}");
+    assert_eq!(retried[0].body, retried[1].body);
+    assert_eq!(p123[0].body, json!({"members": [{"user": {"id": "user_123"}, "tenant": "acme"}]}));
+    assert_eq!(p456[0].body, json!({"members": [{"user": {"id": "user_456"}}]}), "no tenant: no tenant field");
+    assert_eq!(a123[0].result.as_ref().unwrap()["http_attempts"], json!(p123.len()));
+
+    // remove: user_123 leaves the audience (a mirror sync's row that left the model)
+    let (s, v) = rpc(&c, &ht, HT_SECRET, &fixture("hightouch/embedded-destination/remove.json"));
+    assert_eq!((s, v["result"].clone()), (200, json!({"rejectedRows": []})), "{v}");
+    let r = wait_actions(&store, &event_id(&v["request_id"], 0), 1).await;
+    assert_eq!((r[0].action_type.as_str(), r[0].status.as_str()), ("remove_from_audience", "success"), "{r:?}");
+    assert!(store.audience_memberships("development", "new-signups", "user_123").await.unwrap().is_empty());
+    assert_eq!(store.audience_memberships("development", "new-signups", "user_456").await.unwrap().len(), 1, "the other member stays");
+    let deletes: Vec<_> = knock.requests().into_iter().filter(|q| q.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(deletes[0].path, "/v1/audiences/new-signups/members");
+    assert_eq!(deletes[0].body, json!({"members": [{"user": {"id": "user_123"}, "tenant": "acme"}]}));
+    assert_eq!(deletes[0].header("idempotency-key"), Some(r[0].action_id.as_str()));
+    assert_eq!(deletes[0].header("authorization"), Some("Bearer sk_test_aud"));
 }

@@ -1,5 +1,6 @@
 //! The gateway against a real Kafka: every status code, the tracking API, gzip, HTTP/2,
-//! metrics, and a Kafka outage (503 + Retry-After, then recovery, nothing accepted lost).
+//! metrics, and a Kafka outage (503 + Retry-After, then recovery, nothing accepted lost), for
+//! the receive URL and the JSON-RPC endpoint.
 
 use serde_json::{json, Value};
 use std::io::Write;
@@ -141,6 +142,96 @@ async fn every_status_code_with_a_real_kafka() {
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The JSON-RPC endpoint during a Kafka outage: a Census `sync_batch` is answered 503 +
+/// Retry-After with a JSON-RPC error object (Census retries the batch), not a 200 whose
+/// record_results would claim rows that were never stored. Once Kafka is back the same call
+/// succeeds, and each row is acted on once even if a refused attempt's records reached Kafka
+/// late (they are the same rows: the idempotency key of the sync run deduplicates them).
+#[tokio::test(flavor = "multi_thread")]
+async fn rpc_sync_batch_while_kafka_is_down_answers_503_then_succeeds_and_acts_once() {
+    const SECRET: &str = "census-outage-secret";
+    let kafka = PrivateKafka::new();
+    kafka.script("start");
+    let mut c = Cluster::new();
+    c.migrate();
+    c.start("admin");
+    let (_, token) = c.create_source("census", "census");
+    let env = "/v1/sources/census/environments/development";
+    c.admin_ok("PATCH", env, Some(&json!({"verification": {"scheme": "bearer", "secrets": [SECRET]}})));
+    c.admin_ok("POST", &format!("{env}/mappings"), Some(&json!({"event_type": "census.upsert", "action_type": "add_to_audience",
+        "parameters": {"audience_key": "data.audience_key"}})));
+    let private = [("TRIBUTARY_KAFKA_BROKERS", kafka.brokers()), ("TRIBUTARY_GATEWAY_PRODUCE_TIMEOUT_MS", "2000".to_string())];
+    c.start_with("gateway", &private);
+    for role in ["translator", "mapper", "executor"] {
+        c.start_with(role, &private[..1]);
+    }
+    let batch = std::fs::read(format!("{}/tests/fixtures/census/custom-destination/sync_batch.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let path = format!("/integrations/receive/{token}/rpc");
+    let auth = format!("Bearer {SECRET}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+
+    kafka.script("stop");
+    let (s, v, h) = c.gateway("POST", &path, &headers, &batch);
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(header(&h, "retry-after"), Some("5"));
+    assert_eq!((v["jsonrpc"].as_str(), v["id"].clone()), (Some("2.0"), Value::Null), "{v}");
+    assert_eq!((v["error"]["code"].as_i64(), v["error"]["data"]["code"].as_str()), (Some(-32000), Some("unavailable")), "{v}");
+    assert!(v.get("result").is_none() && v.get("request_id").is_none(), "no rows claimed: {v}");
+
+    kafka.script("start");
+    // Census retries the batch until it is answered
+    let mut answer = None;
+    for _ in 0..60 {
+        let (s, v, _) = c.gateway("POST", &path, &headers, &batch);
+        if s == 200 {
+            answer = Some(v);
+            break;
+        }
+        assert_eq!((s, v["error"]["data"]["code"].as_str()), (503, Some("unavailable")), "{v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let v = answer.expect("the JSON-RPC endpoint did not recover after Kafka came back");
+    assert_eq!(v["id"], "5da3749ace39c7d47791dcf3b10f9842");
+    let results = v["result"]["record_results"].as_array().expect("record_results").clone();
+    assert_eq!(results[..2], [json!({"identifier": "user_123", "success": true}), json!({"identifier": "user_456", "success": true})], "{v}");
+    assert_eq!(results[2]["success"], false);
+    let request_id = v["request_id"].as_str().unwrap().to_string();
+
+    // Every request whose rows reached Kafka (the answered one; a refused attempt's too, if
+    // the broker took them after the gateway gave up): one `processed` event and one action
+    // per row in all, the rest duplicates.
+    let store = c.store().await;
+    let id = |req: &str, i: u32| tributary_model::ids::event_id(req, i);
+    for i in 0..2 {
+        let logs = tributary_tests::eventually(Duration::from_secs(60), "the rows acted on", || {
+            let (s, e) = (store.clone(), id(&request_id, i));
+            async move { Some(s.action_logs_for_event(&e).await.unwrap()).filter(|a| !a.is_empty()) }
+        })
+        .await;
+        assert_eq!((logs.len(), logs[0].action_type.as_str(), logs[0].status.as_str()), (1, "add_to_audience", "success"), "{logs:?}");
+    }
+    for user in ["user_123", "user_456"] {
+        assert_eq!(store.audience_memberships("development", "new-signups", user).await.unwrap().len(), 1, "{user}");
+    }
+    let raw = read_topic_from(&kafka.brokers(), &c.topic("raw"), Duration::from_secs(10), 3);
+    let mut requests: Vec<String> = raw.iter().map(|(_, r)| r["request_id"].as_str().unwrap().to_string()).collect();
+    requests.sort();
+    requests.dedup();
+    assert!(requests.contains(&request_id), "{requests:?}");
+    for req in requests.iter().filter(|r| **r != request_id) {
+        for i in 0..2 {
+            let log = tributary_tests::eventually(Duration::from_secs(30), "a late record's event log", || {
+                let (s, e) = (store.clone(), id(req, i));
+                async move { s.get_event_log(&e).await.unwrap() }
+            })
+            .await;
+            assert_eq!(log.status, "duplicate", "a row of a refused attempt acted on again: {log:?}");
+            assert!(store.action_logs_for_event(&id(req, i)).await.unwrap().is_empty());
+        }
+    }
+    println!("{} request(s) reached Kafka: {requests:?}", requests.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,6 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tributary_tests::recorder::Recorder;
 use tributary_tests::{binary, cassandra, free_port, http, kafka, Cluster};
 
@@ -480,6 +483,9 @@ fn expression_problems(prom: &Prometheus, must_return: &[(String, String)], aler
 }
 
 /// Sends events until dropped, every 50 ms, to each token in turn; one in ten is refused (no user).
+/// Every fifth event also goes to the Kafka ingest topic for the first source (segment-web),
+/// so the ingest panels and rules have data: again one in ten is refused (not JSON), and one
+/// in fifteen names no source (dead-lettered).
 struct Traffic {
     stop: Arc<AtomicBool>,
     sent: Arc<std::sync::atomic::AtomicU64>,
@@ -487,7 +493,8 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn start(gateway_port: u16, tokens: Vec<String>) -> Traffic {
+    fn start(gateway_port: u16, tokens: Vec<String>, ingest_topic: String) -> Traffic {
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create().expect("producer");
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (s, n) = (stop.clone(), sent.clone());
@@ -504,8 +511,20 @@ impl Traffic {
                 if let Ok((202, _, _)) = http::try_request(gateway_port, "POST", &path, &[], Some(body.to_string().as_bytes())) {
                     n.fetch_add(1, Ordering::Relaxed);
                 }
+                if i.is_multiple_of(5) {
+                    let value = if i.is_multiple_of(10) { "{not json".to_string() } else { body.to_string() };
+                    let named = [("tributary-source", "segment-web"), ("tributary-environment", "development")];
+                    let headers = match i.is_multiple_of(15) {
+                        true => OwnedHeaders::new(),
+                        false => named.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) })),
+                    };
+                    let key = format!("user-{}", i % 7);
+                    let _ = producer.send(BaseRecord::to(&ingest_topic).key(&key).payload(&value).headers(headers));
+                }
+                producer.poll(Duration::ZERO);
                 std::thread::sleep(Duration::from_millis(50));
             }
+            let _ = producer.flush(Duration::from_secs(5));
         });
         Traffic { stop, sent, thread: Some(thread) }
     }
@@ -543,7 +562,7 @@ fn live_fleet_under_prometheus() {
     cluster.set_env("TRIBUTARY_WORKERS_SINK_BACKOFF_MS", "20");
     cluster.migrate();
     let mut targets = vec![("admin", cluster.start("admin"))];
-    for role in ["translator", "mapper", "executor"] {
+    for role in ["ingest", "translator", "mapper", "executor"] {
         targets.push((role, cluster.start(role)));
     }
     targets.push(("gateway", cluster.start("gateway")));
@@ -563,7 +582,7 @@ fn live_fleet_under_prometheus() {
         );
         tokens.push(token);
     }
-    let traffic = Traffic::start(cluster.gateway_port, tokens);
+    let traffic = Traffic::start(cluster.gateway_port, tokens, cluster.topic("ingest"));
     let prom = Prometheus::start(&targets);
     println!("fleet and prometheus up after {:?}", t0.elapsed());
 
@@ -575,7 +594,7 @@ fn live_fleet_under_prometheus() {
     let worker_port = targets.iter().find(|(r, _)| *r == "executor").unwrap().1;
     wait_for(Duration::from_secs(30), "the lag metrics of every stage", || {
         let text = metrics_of(worker_port);
-        let stages = ["translator", "mapper", "executor", "action-log-writer"];
+        let stages = ["ingest", "translator", "mapper", "executor", "action-log-writer"];
         match stages.iter().all(|s| text.contains(&format!("tributary_consumer_lag_seconds{{group=\"{}-{s}\"", cluster.name))) {
             true => Ok(()),
             false => Err(text.lines().filter(|l| l.contains("lag")).collect::<Vec<_>>().join("\n")),
@@ -595,7 +614,7 @@ fn live_fleet_under_prometheus() {
     wait_for(Duration::from_secs(30), "every target scraped", || {
         let up = prom.query("sum(up{job=\"tributary\"})")?;
         match up.first().and_then(|s| s["value"][1].as_str()) {
-            Some("5") => Ok(()),
+            Some("6") => Ok(()),
             v => Err(format!("sum(up) = {v:?}")),
         }
     });
@@ -616,7 +635,9 @@ fn live_fleet_under_prometheus() {
 
     // The lag alert fires while the mapper is stopped, and clears once it is back.
     let stage = "mapper";
-    assert!(prom.alerts("TributaryConsumerLagGrowing", stage).is_empty(), "lag alert before the mapper stopped");
+    // Pending is allowed: an exactly-once stage's lag is a sawtooth (see below); firing is not.
+    let before = prom.alerts("TributaryConsumerLagGrowing", stage);
+    assert!(!before.iter().any(|s| s == "firing"), "lag alert firing before the mapper stopped: {before:?}");
     cluster.stop("mapper");
     let stopped = Instant::now();
     wait_for(Duration::from_secs(60), "TributaryConsumerLagGrowing firing for the stopped mapper", || {

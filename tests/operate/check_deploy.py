@@ -23,15 +23,15 @@ import sys
 
 import yaml
 
-ROLES = ["gateway", "admin", "translator", "mapper", "executor"]
-WORKERS = ["translator", "mapper", "executor"]
+ROLES = ["gateway", "admin", "ingest", "translator", "mapper", "executor"]
+WORKERS = ["ingest", "translator", "mapper", "executor"]
 # Input topic(s) and consumer group(s) of each worker role (crates/tributary/src/roles.rs).
-STAGE_INPUTS = {"translator": [("translator", "raw")], "mapper": [("mapper", "normalized")],
+STAGE_INPUTS = {"ingest": [("ingest", "ingest")], "translator": [("translator", "raw")], "mapper": [("mapper", "normalized")],
                 "executor": [("executor", "actions"), ("action-log-writer", "action-logs")]}
 # Least drain time on SIGTERM, in seconds (README "Configuration", config defaults): the
 # gateway pauses 5 s (preStop), finishes requests (produce timeout 5 s + 0.5 s) and flushes
 # (10 s); a worker may be inside an HTTP sink call: 6 attempts x 10 s + 6.2 s backoff.
-MIN_GRACE = {"gateway": 5 + 5.5 + 10, "admin": 5, "translator": 66.2, "mapper": 66.2, "executor": 66.2}
+MIN_GRACE = {"gateway": 5 + 5.5 + 10, "admin": 5, "ingest": 66.2, "translator": 66.2, "mapper": 66.2, "executor": 66.2}
 
 problems = []
 

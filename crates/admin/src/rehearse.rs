@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tributary_mapping::plan_actions;
-use tributary_model::{ActionPlan, EventRecord, EventStatus, NormalizedEvent, Template};
-use tributary_sources::request::status_for;
+use tributary_model::{ActionPlan, EventRecord, EventStatus, NormalizedEvent, Template, VerificationScheme};
+use tributary_sources::answer::answered_status;
 use tributary_sources::{process, Incoming};
 
 #[derive(Deserialize)]
@@ -38,14 +38,23 @@ pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, J
         .collect();
     let now = now_ms();
     let incoming = Incoming { template, settings: &settings, headers: &headers, body: &raw, max_body: 8 << 20, now_ms: now, implied_type: None };
-    let processed = match process(&incoming) {
+    let result = process(&incoming);
+    // The status the gateway would answer, its per-template rule included (a verified body a
+    // Census, Hightouch or webhook sender cannot fix is answered 200 with the refusal).
+    let status = answered_status(template, &result);
+    let processed = match result {
         Ok(p) => p,
         Err(e) => {
-            return ok(
-                StatusCode::OK,
-                json!({"status": e.status(), "verification": if e.status() == 401 { "failed" } else { "not_reached" },
-                       "error": {"code": e.code(), "message": e.to_string()}, "events": [], "rejected": []}),
-            )
+            let error = json!({"code": e.code(), "message": e.to_string()});
+            let (verification, rejected) = if e.is_unusable_content() {
+                // it passed verification to get here; scheme `none` verifies nothing
+                let passed = if settings.verification.scheme == VerificationScheme::None { "unverified" } else { "verified" };
+                // accepted as one refused event, as the gateway's answer lists it
+                (passed, if status == 200 { vec![json!({"index": 0, "code": e.code(), "message": e.to_string()})] } else { vec![] })
+            } else {
+                (if e.status() == 401 { "failed" } else { "not_reached" }, vec![])
+            };
+            return ok(StatusCode::OK, json!({"status": status, "verification": verification, "error": error, "events": [], "rejected": rejected}));
         }
     };
     let (mut events, mut rejected) = (Vec::new(), Vec::new());
@@ -61,7 +70,7 @@ pub async fn rehearse(State(st): St, Path((key, env)): Path<(String, String)>, J
     }
     ok(
         StatusCode::OK,
-        json!({"status": status_for(processed.shape, rejected.len()), "verification": processed.verification,
+        json!({"status": status, "verification": processed.verification,
                "events": events, "rejected": rejected}),
     )
 }

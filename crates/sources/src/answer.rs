@@ -15,6 +15,7 @@
 //! that does not parse as one rejected event with the request's code.
 
 use crate::error::RequestError;
+use crate::pipeline::Processed;
 use tributary_model::Template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,25 @@ pub fn unusable_answer(template: Template) -> UnusableAnswer {
     match template {
         Template::Segment | Template::Rudderstack => UnusableAnswer::ClientError,
         Template::Hightouch | Template::Census | Template::Http => UnusableAnswer::AcceptRefused,
+    }
+}
+
+/// The HTTP status the gateway answers a request of `template` with, given what `process`
+/// made of it (once its items are stored): the status of the shape and refusals, or of the
+/// request error, with the rule above applied to a verified request whose content cannot be
+/// used (a refused single event, or a body that is not a usable envelope). Rehearsals and
+/// `tributary normalize` report this, so they never promise a 4xx the gateway does not send.
+pub fn answered_status<T>(template: Template, processed: &Result<Processed<T>, RequestError>) -> u16 {
+    let refused_content_answer = |client_error: u16| match unusable_answer(template) {
+        UnusableAnswer::ClientError => client_error,
+        UnusableAnswer::AcceptRefused => 200,
+    };
+    match processed {
+        // a single event refused: the only 400 `status_for` gives
+        Ok(p) if p.status() == 400 => refused_content_answer(400),
+        Ok(p) => p.status(),
+        Err(e) if e.is_unusable_content() => refused_content_answer(e.status()),
+        Err(e) => e.status(),
     }
 }
 
@@ -50,6 +70,34 @@ mod tests {
             let want = if t.is_cdp() { UnusableAnswer::ClientError } else { UnusableAnswer::AcceptRefused };
             assert_eq!(unusable_answer(t), want, "{t}");
         }
+    }
+
+    /// What `process` makes of `body` for a `template` source without verification.
+    fn answered(template: Template, body: &[u8]) -> u16 {
+        let settings = crate::templates::default_settings(template, template.as_str(), "development", "t".into());
+        let inc = crate::Incoming { template, settings: &settings, headers: &[], body, max_body: 1 << 20, now_ms: 1_719_826_300_000, implied_type: None };
+        answered_status(template, &crate::process(&inc))
+    }
+
+    #[test]
+    fn answered_status_is_the_gateways() {
+        let single_refused = br#"{"type":"track","event":"E","userId":{"not":"an id"}}"#;
+        for t in Template::ALL {
+            let refused = if t.is_cdp() { 400 } else { 200 };
+            assert_eq!(answered(t, b"{not json"), refused, "{t}: invalid JSON");
+            assert_eq!(answered(t, br#""a string""#), refused, "{t}: not an envelope");
+            // size and encoding are not content: the same 4xx for everyone
+            let settings = crate::templates::default_settings(t, t.as_str(), "development", "t".into());
+            let big = crate::Incoming { template: t, settings: &settings, headers: &[], body: b"[1,2,3]", max_body: 2, now_ms: 0, implied_type: None };
+            assert_eq!(answered_status(t, &crate::process(&big)), 413, "{t}");
+            let one = answered(t, single_refused);
+            if t.is_cdp() {
+                assert_eq!(one, 400, "{t}: a refused single event");
+            } else {
+                assert_ne!(one, 400, "{t}: a refused single event is answered 2xx");
+            }
+        }
+        assert_eq!(answered(Template::Segment, br#"{"type":"track","event":"E","userId":"u1"}"#), 202);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::io::Read;
 use tributary_model::{Template, VerificationScheme};
+use tributary_sources::answer::answered_status;
 use tributary_sources::templates::default_settings;
 use tributary_sources::{process, Incoming};
 
@@ -94,7 +95,7 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
     };
 
     let mut out = Vec::new();
-    let processed = match process(&Incoming {
+    let result = process(&Incoming {
         template,
         settings: &settings,
         headers: &headers,
@@ -102,11 +103,14 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
         max_body,
         now_ms: now_secs * 1000,
         implied_type: None,
-    }) {
+    });
+    // What the gateway answers, per-template rule included (tributary_sources::answer).
+    let status = answered_status(template, &result);
+    let processed = match result {
         Ok(p) => p,
         Err(e) => {
             out.push(json!({"error": {"code": e.code(), "message": e.to_string()}}).to_string());
-            out.push(json!({"status": e.status()}).to_string());
+            out.push(json!({"status": status}).to_string());
             return Ok(out);
         }
     };
@@ -138,6 +142,6 @@ pub fn normalize_lines(args: &Args) -> anyhow::Result<Vec<String>> {
         }
     }
     out.extend(rejected.iter().map(Value::to_string));
-    out.push(json!({"status": processed.status()}).to_string());
+    out.push(json!({"status": status}).to_string());
     Ok(out)
 }

@@ -82,3 +82,40 @@ fn usage_errors_are_reported_not_panics() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("verification.secret"));
 }
+
+/// The status is the one the gateway answers, per-template rule included
+/// (tributary_sources::answer): a verified body that cannot be used is a 4xx for the CDPs,
+/// which drop it, and 200 with the refusal for senders that would retry a 4xx forever.
+#[test]
+fn unusable_content_answers_as_the_gateway_does_per_template() {
+    let dir = std::env::temp_dir().join(format!("tributary-normalize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("not-json.json", b"{not json", "invalid_json"),
+        ("not-an-envelope.json", br#""a string""#, "invalid_envelope"),
+        ("one-refused-event.json", br#"{"type":"track","event":"E","userId":{"an":"object"}}"#, ""),
+    ];
+    for (name, body, code) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        for template in ["segment", "rudderstack", "hightouch", "census", "http"] {
+            let out = run(template, &path);
+            let last = out.trim_end().lines().last().unwrap().to_string();
+            let cdp = matches!(template, "segment" | "rudderstack");
+            if code.is_empty() {
+                // a single event refused: only the CDPs get a 400; the others' status is 2xx
+                let refused = out.contains("\"rejected\"");
+                match (cdp, refused) {
+                    (true, _) => assert_eq!(last, r#"{"status":400}"#, "{template} {name}: {out}"),
+                    (false, true) => assert_eq!(last, r#"{"status":200}"#, "{template} {name}: {out}"),
+                    (false, false) => assert!(last.starts_with(r#"{"status":20"#), "{template} {name}: {out}"),
+                }
+                continue;
+            }
+            let want = if cdp { r#"{"status":400}"# } else { r#"{"status":200}"# };
+            assert_eq!(last, want, "{template} {name}: {out}");
+            assert!(out.contains(&format!("\"code\":\"{code}\"")), "{template} {name}: the refusal is shown: {out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

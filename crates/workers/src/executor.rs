@@ -213,7 +213,11 @@ impl Executor {
                 match &sink_settings {
                     SinkSettings::Kafka => Ok(Outcome { status: ActionStatus::Success, result: Some(stored), error: None, external: false }),
                     // Knock: POST (add) / DELETE (remove) /v1/audiences/{key}/members with
-                    // `{"members": [{"user": {"id"}, "tenant"?}]}`; both are idempotent.
+                    // `{"members": [{"user": {"id"}, "tenant"?}]}`; both are idempotent
+                    // (https://docs.knock.app/api-reference/audiences). The action id goes as
+                    // Idempotency-Key too: Knock ignores it on these endpoints (only workflow
+                    // triggers honour it, docs.knock.app/api-reference/overview/idempotent-requests),
+                    // but a compatible receiver can tell a redelivery from a new add/remove.
                     SinkSettings::Http { base_url, api_key } => {
                         let url = sink::url(base_url, &["audiences", &m.audience_key, "members"]);
                         let mut member = json!({"user": {"id": m.user_id}});
@@ -221,7 +225,7 @@ impl Executor {
                             member["tenant"] = json!(t);
                         }
                         let method = if add { reqwest::Method::POST } else { reqwest::Method::DELETE };
-                        let r = self.http.send(method, &url, api_key, &json!({"members": [member]}), None).await;
+                        let r = self.http.send(method, &url, api_key, &json!({"members": [member]}), Some(cmd.action_id.as_str())).await;
                         Ok(http_outcome(r, stored))
                     }
                 }

@@ -6,7 +6,8 @@
 //!   the receiver even if our own `success` log write was lost in a crash.
 //! - `POST {base}/v1/workflows/{key}/cancel`, `PUT {base}/v1/users/{id}`.
 //! - `POST` / `DELETE {base}/v1/audiences/{key}/members` with
-//!   `{"members": [{"user": {"id": ...}, "tenant": ...}]}` (Knock's Audiences API).
+//!   `{"members": [{"user": {"id": ...}, "tenant": ...}]}` (Knock's Audiences API) and the
+//!   action id as `Idempotency-Key` (Knock ignores it there; a compatible receiver may not).
 //!
 //! Retries: network errors, 5xx and 429 are retried with exponential backoff (429 waits for
 //! `Retry-After` when given, capped); any other 4xx fails at once (retrying cannot fix it).
