@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 LOCAL := deploy/local
 
-.PHONY: build test test-operate unit services-up services-down run bench bench-gateway bench-pipeline fuzz clean-services
+.PHONY: build test test-operate chaos unit services-up services-down run bench bench-gateway bench-pipeline fuzz clean-services
 
 ## One build for `test` and `run`: the binaries and the test targets together. Building the
 ## binaries alone resolves dependency features without the dev-dependencies, which recompiles
@@ -24,6 +24,13 @@ test: build
 test-operate: build
 	bash $(LOCAL)/test-tools.sh
 	bash $(LOCAL)/with-services.sh $(CARGO) test --test operate
+
+## The conservation drill, every fault (tests/chaos.rs): a broker and a Cassandra node of its
+## own, SIGKILLs of each, of every worker role, a rebalance, HTTP sink failures, a poison record,
+## an admin restart; prints the table (also in target/debug/chaos-table.md). ~10 minutes.
+## CHAOS_EXACTLY_ONCE=0 runs the workers at-least-once to watch the drill catch duplicates.
+chaos: build
+	bash $(LOCAL)/with-services.sh $(CARGO) test --test chaos -- --ignored --nocapture chaos_drill_every_fault
 
 ## Pure tests only (no services).
 unit:

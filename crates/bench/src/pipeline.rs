@@ -41,6 +41,10 @@ pub struct Args {
     /// Length of the half-load latency phase.
     #[arg(long, default_value = "20")]
     latency_secs: u64,
+    /// Rate of the light-load latency phase (events/s): the pipeline's own delay with the
+    /// machine nearly idle, beside the half-load one, which adds queueing for CPU and the store.
+    #[arg(long, default_value = "100")]
+    light_rate: f64,
     /// Seconds at half of the maximum, printing each stage's lag and each role's memory every
     /// minute (0: skip).
     #[arg(long, default_value = "0")]
@@ -169,12 +173,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
     // Half of the maximum, single events: the delay an event sees when the fleet keeps up.
     let rate = (best_pipeline * 0.5).max(10.0);
+    let metrics_before = fleet.scrape().await;
     let lat = latency_phase(&store, &fleet, rate, a.latency_secs, 20_000_000).await;
+    let half_stages = stage_figures(&metrics_before, &fleet.scrape().await);
+    // The same at a light load: what the stages cost an event without queueing.
+    let light = latency_phase(&store, &fleet, a.light_rate, a.latency_secs, 30_000_000).await;
     println!(
         "\n| half load: {rate:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
         a.latency_secs, lat.p50, lat.p99, lat.max, lat.events, lat.gateway_p99_ms
     );
     println!("|---|---|---|");
+    println!(
+        "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
+        a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.gateway_p99_ms
+    );
+    println!("\nStages at half load (mean records per transaction, mean commit time, transactions): {}", half_stages.join("; "));
 
     if a.soak_secs > 0 {
         soak(&env, &store, &fleet, rate, a.soak_secs).await;

@@ -128,6 +128,13 @@ pub struct WorkersConfig {
     /// need a newer configuration checks at once, so additions are live immediately; this
     /// bounds how long a removal (a secret, a token, a source) may still be honoured.
     pub config_poll_ms: u64,
+    /// How far the clocks of the hosts running the roles and the admin API may disagree. A
+    /// stage makes sure no configuration change made before an event's receipt is missing
+    /// from its snapshot by reading the epoch once its clock is this far past the receipt, so
+    /// every event waits this long at least once on its way (`make bench-pipeline`: 100 ms put
+    /// ~90 ms into the delay at light load). NTP/chrony keep hosts within a few ms; on one
+    /// host, 0 is exact.
+    pub clock_skew_ms: u64,
     /// Attempts at a record before it goes to the dead-letter topic.
     pub max_attempts: u32,
     /// Records a stage handles concurrently, spread by key (one user's events stay in order).
@@ -273,6 +280,7 @@ impl Default for WorkersConfig {
             health_listen: "127.0.0.1:9100".parse().unwrap(),
             config_refresh_ms: 30_000,
             config_poll_ms: 250,
+            clock_skew_ms: 25,
             max_attempts: 5,
             lanes: 32,
             log_writer_lanes: 128,
@@ -396,6 +404,9 @@ impl Config {
         }
         if self.workers.config_poll_ms == 0 || self.workers.config_poll_ms > self.workers.config_refresh_ms {
             return bad("workers.config_poll_ms", "must be from 1 to workers.config_refresh_ms");
+        }
+        if self.workers.clock_skew_ms > 10_000 {
+            return bad("workers.clock_skew_ms", "must be at most 10000");
         }
         if self.workers.max_attempts == 0 {
             return bad("workers.max_attempts", "must be at least 1");

@@ -25,8 +25,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Clocks of different hosts (the gateway's receipt time, this process's, the admin's write
-/// time) are assumed to agree within this much; the checks allow for it.
-pub const CLOCK_SKEW_MS: i64 = 100;
+/// time) are assumed to agree within `clock_skew_ms` (`workers.clock_skew_ms`); the checks
+/// allow for it. A fixed snapshot has none.
 
 /// Least time between two epoch reads of one process.
 pub const CHECK_SPACING: Duration = Duration::from_millis(25);
@@ -47,14 +47,21 @@ struct Inner {
     check: tokio::sync::Mutex<Option<(tokio::time::Instant, i64)>>,
     /// None for a fixed snapshot (tests, `normalize`).
     store: Option<Store>,
+    clock_skew_ms: i64,
 }
 
 impl ConfigCache {
     /// Load once (so a role starts with its configuration), then keep it current: an epoch
     /// check every `poll`, a full reload every `every`, until `shutdown` flips.
-    pub async fn start(store: Store, every: Duration, poll: Duration, shutdown: watch::Receiver<bool>) -> Result<ConfigCache, crate::StoreError> {
+    pub async fn start(
+        store: Store,
+        every: Duration,
+        poll: Duration,
+        clock_skew_ms: i64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<ConfigCache, crate::StoreError> {
         let first = store.snapshot().await?;
-        let cache = ConfigCache::new(first, Some(store));
+        let cache = ConfigCache::new(first, Some(store), clock_skew_ms);
         for (interval, full) in [(every, true), (poll, false)] {
             let (c, mut shutdown) = (cache.clone(), shutdown.clone());
             tokio::spawn(async move {
@@ -76,10 +83,10 @@ impl ConfigCache {
 
     /// A fixed snapshot (tests, `normalize`).
     pub fn fixed(s: Snapshot) -> ConfigCache {
-        ConfigCache::new(s, None)
+        ConfigCache::new(s, None, 0)
     }
 
-    fn new(s: Snapshot, store: Option<Store>) -> ConfigCache {
+    fn new(s: Snapshot, store: Option<Store>, clock_skew_ms: i64) -> ConfigCache {
         let verified_to = if store.is_some() { s.loaded_at } else { i64::MAX };
         ConfigCache {
             inner: Arc::new(Inner {
@@ -88,6 +95,7 @@ impl ConfigCache {
                 verified_to: AtomicI64::new(verified_to),
                 check: tokio::sync::Mutex::new(None),
                 store,
+                clock_skew_ms,
             }),
         }
     }
@@ -121,7 +129,7 @@ impl ConfigCache {
         let Some(store) = &self.inner.store else { return self.get() };
         match store.config_changed_at().await {
             Ok(changed_at) => {
-                if changed_at > self.get().loaded_at - CLOCK_SKEW_MS {
+                if changed_at > self.get().loaded_at - self.inner.clock_skew_ms {
                     self.reload().await;
                 }
                 self.inner.verified_to.fetch_max(started, Ordering::Relaxed);
@@ -132,7 +140,7 @@ impl ConfigCache {
     }
 
     fn behind(&self, at_ms: i64) -> bool {
-        at_ms.saturating_add(CLOCK_SKEW_MS) > self.inner.verified_to.load(Ordering::Relaxed)
+        at_ms.saturating_add(self.inner.clock_skew_ms) > self.inner.verified_to.load(Ordering::Relaxed)
     }
 
     /// Load the whole configuration again.

@@ -107,7 +107,8 @@ async fn dependencies(cfg: &Config, readiness: &Readiness, shutdown: &Shutdown) 
     readiness.set("kafka", true);
     let cache = until_up("configuration", || async {
         let (every, poll) = (Duration::from_millis(cfg.workers.config_refresh_ms), Duration::from_millis(cfg.workers.config_poll_ms));
-        Ok(ConfigCache::start(store.clone(), every, poll, shutdown.receiver()).await?)
+        let skew = cfg.workers.clock_skew_ms as i64;
+        Ok(ConfigCache::start(store.clone(), every, poll, skew, shutdown.receiver()).await?)
     })
     .await;
     readiness.set("cassandra", true);
