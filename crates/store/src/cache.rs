@@ -24,10 +24,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Clocks of different hosts (the gateway's receipt time, this process's, the admin's write
-/// time) are assumed to agree within `clock_skew_ms` (`workers.clock_skew_ms`); the checks
-/// allow for it. A fixed snapshot has none.
-
 /// Least time between two epoch reads of one process.
 pub const CHECK_SPACING: Duration = Duration::from_millis(25);
 
@@ -47,6 +43,9 @@ struct Inner {
     check: tokio::sync::Mutex<Option<(tokio::time::Instant, i64)>>,
     /// None for a fixed snapshot (tests, `normalize`).
     store: Option<Store>,
+    /// Clocks of different hosts (the gateway's receipt time, this process's, the admin's
+    /// write time) are assumed to agree within this much (`workers.clock_skew_ms`); the
+    /// checks allow for it. A fixed snapshot has none.
     clock_skew_ms: i64,
 }
 
