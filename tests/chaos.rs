@@ -33,6 +33,14 @@ fn kill_and_restart(d: &mut Drill, role: &str) -> Vec<String> {
     vec![]
 }
 
+/// A broker or database node crashes, stays down 5 s, and comes back.
+fn crash_and_restart(service: &tributary_tests::PrivateService) -> Vec<String> {
+    service.kill_9();
+    std::thread::sleep(Duration::from_secs(5));
+    service.script("start");
+    vec![]
+}
+
 fn sink_failing(d: &mut Drill) -> Vec<String> {
     d.set_sink(Mode::Fail500, Duration::from_secs(4));
     d.set_sink(Mode::Throttle429, Duration::from_secs(4));
@@ -106,22 +114,8 @@ async fn chaos_drill_short() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chaos_drill_every_fault() {
     let mut d = Drill::start(true);
-    d.fault("Kafka broker SIGKILL, restart", "kb", |d| {
-        let k = d.kafka.as_ref().unwrap();
-        k.kill_9();
-        std::thread::sleep(Duration::from_secs(5));
-        k.script("start");
-        vec![]
-    })
-    .await;
-    d.fault("Cassandra SIGKILL, restart", "cs", |d| {
-        let db = d.cassandra.as_ref().unwrap();
-        db.kill_9();
-        std::thread::sleep(Duration::from_secs(5));
-        db.script("start");
-        vec![]
-    })
-    .await;
+    d.fault("Kafka broker SIGKILL, restart", "kb", |d| crash_and_restart(d.kafka.as_ref().unwrap())).await;
+    d.fault("Cassandra SIGKILL, restart", "cs", |d| crash_and_restart(d.cassandra.as_ref().unwrap())).await;
     for role in ["translator", "mapper", "executor"] {
         d.fault(&format!("{role} SIGKILL, restart"), &role[..2], |d| kill_and_restart(d, role)).await;
     }

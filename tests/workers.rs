@@ -8,26 +8,10 @@ use std::time::Duration;
 use tributary_model::ActionLog;
 use tributary_store::Store;
 use tributary_tests::recorder::Recorder;
-use tributary_tests::{eventually, read_topic, Cluster};
+use tributary_tests::{read_topic, wait_actions, wait_event, Cluster};
 
 fn event_id(resp: &Value, index: u32) -> String {
     tributary_model::ids::event_id(resp["request_id"].as_str().expect("request_id"), index)
-}
-
-async fn wait_event(store: &Store, id: &str) -> tributary_model::EventLog {
-    eventually(Duration::from_secs(40), &format!("event log {id}"), || {
-        let (s, id) = (store.clone(), id.to_string());
-        async move { s.get_event_log(&id).await.unwrap() }
-    })
-    .await
-}
-
-async fn wait_actions(store: &Store, id: &str, n: usize) -> Vec<ActionLog> {
-    eventually(Duration::from_secs(40), &format!("{n} action logs of {id}"), || {
-        let (s, id) = (store.clone(), id.to_string());
-        async move { Some(s.action_logs_for_event(&id).await.unwrap()).filter(|a| a.len() >= n) }
-    })
-    .await
 }
 
 fn send(c: &Cluster, token: &str, body: Value) -> Value {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tributary_model::EventLog;
-use tributary_tests::{Cluster, PrivateCassandra, PrivateKafka};
+use tributary_tests::{Cluster, PrivateCassandra, PrivateKafka, PrivateService};
 
 /// Users per fault (each sender thread takes half, so each user has one sender).
 const USERS: usize = 8;
@@ -94,8 +94,8 @@ impl Row {
 
 pub struct Drill {
     pub c: Cluster,
-    pub kafka: Option<PrivateKafka>,
-    pub cassandra: Option<PrivateCassandra>,
+    pub kafka: Option<PrivateService>,
+    pub cassandra: Option<PrivateService>,
     pub sink: Sink,
     pub token: String,
     pub late: Arc<AtomicBool>,

@@ -335,6 +335,24 @@ where
     }
 }
 
+/// The event log of `id`, once it is there (40 s at most).
+pub async fn wait_event(store: &Store, id: &str) -> tributary_model::EventLog {
+    eventually(Duration::from_secs(40), &format!("event log {id}"), || {
+        let (s, id) = (store.clone(), id.to_string());
+        async move { s.get_event_log(&id).await.unwrap() }
+    })
+    .await
+}
+
+/// At least `n` action logs of event `id`, once they are there (40 s at most).
+pub async fn wait_actions(store: &Store, id: &str, n: usize) -> Vec<tributary_model::ActionLog> {
+    eventually(Duration::from_secs(40), &format!("{n} action logs of {id}"), || {
+        let (s, id) = (store.clone(), id.to_string());
+        async move { Some(s.action_logs_for_event(&id).await.unwrap()).filter(|a| a.len() >= n) }
+    })
+    .await
+}
+
 /// Read every record of `topic` that arrives within `wait` (from the beginning).
 pub fn read_topic(topic: &str, wait: Duration, expect_at_least: usize) -> Vec<(String, Value)> {
     read_topic_from(&kafka(), topic, wait, expect_at_least)
@@ -374,110 +392,97 @@ pub fn read_topic_from(brokers: &str, topic: &str, wait: Duration, expect_at_lea
     out
 }
 
-/// A broker of this test's own (so stopping it disturbs no other test).
-pub struct PrivateKafka {
+/// A Kafka broker or a Cassandra node of a test's own (so stopping or killing it disturbs no
+/// other test): `deploy/local/{kafka,cassandra}.sh` with its own ports and run directory.
+pub struct PrivateService {
+    /// `kafka.sh` or `cassandra.sh`.
+    script: &'static str,
+    /// The run directory's variable, and the pid file in it.
+    run_dir_var: &'static str,
+    pid_file: &'static str,
     port: u16,
     env: Vec<(String, String)>,
 }
+
+/// A broker of a test's own.
+pub struct PrivateKafka;
 
 impl PrivateKafka {
-    pub fn new() -> Self {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> PrivateService {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("trib-kafka-{}", uuid::Uuid::new_v4().simple()));
-        let env = vec![
-            ("KAFKA_PORT".into(), port.to_string()),
-            ("KAFKA_CONTROLLER_PORT".into(), free_port().to_string()),
-            ("KAFKA_RUN_DIR".into(), dir.display().to_string()),
-        ];
-        PrivateKafka { port, env }
-    }
-    /// `deploy/local/kafka.sh <cmd>` for this broker (`start`, `stop`, `clean`).
-    pub fn script(&self, cmd: &str) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
-        let st = Command::new("bash").arg(script).arg(cmd).envs(self.env.iter().cloned()).status().unwrap();
-        assert!(st.success(), "kafka.sh {cmd} failed");
-    }
-    /// SIGKILL the broker (a crash: no controlled shutdown).
-    pub fn kill_9(&self) {
-        let dir = self.env.iter().find(|(k, _)| k == "KAFKA_RUN_DIR").map(|(_, v)| v.clone()).unwrap();
-        let pid = std::fs::read_to_string(std::path::Path::new(&dir).join("kafka.pid")).expect("kafka.pid");
-        let st = Command::new("kill").arg("-KILL").arg(pid.trim()).status().unwrap();
-        assert!(st.success(), "kill -9 {pid}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let env = vec![("KAFKA_PORT".into(), port.to_string()), ("KAFKA_CONTROLLER_PORT".into(), free_port().to_string())];
+        PrivateService::new("kafka.sh", "KAFKA_RUN_DIR", "kafka.pid", "trib-kafka", port, env)
     }
 }
 
-impl Drop for PrivateKafka {
-    fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
-        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
-    }
-}
-
-impl Default for PrivateKafka {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// A Cassandra node of this test's own (so killing it disturbs no other test): its own run
-/// directory and ports, 1 GiB of heap (it holds one keyspace).
-pub struct PrivateCassandra {
-    port: u16,
-    env: Vec<(String, String)>,
-}
+/// A Cassandra node of a test's own: 1 GiB of heap (it holds one keyspace).
+pub struct PrivateCassandra;
 
 impl PrivateCassandra {
-    pub fn new() -> Self {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> PrivateService {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("trib-cassandra-{}", uuid::Uuid::new_v4().simple()));
         let env = vec![
             ("CASSANDRA_PORT".into(), port.to_string()),
             ("CASSANDRA_STORAGE_PORT".into(), free_port().to_string()),
-            ("CASSANDRA_RUN_DIR".into(), dir.display().to_string()),
             ("CASSANDRA_HEAP_OPTS".into(), "-Xms1g -Xmx1g".into()),
             // Durable, as in production: the test speed-ups (no fsync, schema changes not
             // flushed) lose the keyspace's tables to a SIGKILL, which is the fault this node
             // is for (the drill found the gateway answering 404 for every token after one).
             ("CASSANDRA_FAST".into(), "0".into()),
         ];
-        PrivateCassandra { port, env }
+        PrivateService::new("cassandra.sh", "CASSANDRA_RUN_DIR", "cassandra.pid", "trib-cassandra", port, env)
+    }
+}
+
+impl PrivateService {
+    fn new(
+        script: &'static str,
+        run_dir_var: &'static str,
+        pid_file: &'static str,
+        dir_prefix: &str,
+        port: u16,
+        mut env: Vec<(String, String)>,
+    ) -> Self {
+        let dir = std::env::temp_dir().join(format!("{dir_prefix}-{}", uuid::Uuid::new_v4().simple()));
+        env.push((run_dir_var.into(), dir.display().to_string()));
+        PrivateService { script, run_dir_var, pid_file, port, env }
     }
 
-    /// `deploy/local/cassandra.sh <cmd>` for this node (`start`, `stop`, `clean`).
+    /// `deploy/local/<script> <cmd>` for this service (`start`, `stop`, `clean`).
     pub fn script(&self, cmd: &str) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cassandra.sh");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local").join(self.script);
         let st = Command::new("bash").arg(script).arg(cmd).envs(self.env.iter().cloned()).stdout(Stdio::null()).status().unwrap();
-        assert!(st.success(), "cassandra.sh {cmd} failed");
+        assert!(st.success(), "{} {cmd} failed", self.script);
     }
 
-    /// SIGKILL the node (a crash: no drain, no flush).
+    /// SIGKILL the service (a crash: no controlled shutdown, no flush).
     pub fn kill_9(&self) {
-        let dir = self.env.iter().find(|(k, _)| k == "CASSANDRA_RUN_DIR").map(|(_, v)| v.clone()).unwrap();
-        let pid = std::fs::read_to_string(std::path::Path::new(&dir).join("cassandra.pid")).expect("cassandra.pid");
+        let dir = self.env.iter().find(|(k, _)| k == self.run_dir_var).map(|(_, v)| v.clone()).unwrap();
+        let pid = std::fs::read_to_string(std::path::Path::new(&dir).join(self.pid_file)).expect(self.pid_file);
         let st = Command::new("kill").arg("-KILL").arg(pid.trim()).status().unwrap();
         assert!(st.success(), "kill -9 {pid}");
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    pub fn nodes(&self) -> String {
+    /// `127.0.0.1:<port>`: the broker's bootstrap address, or the node's CQL address.
+    pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-}
 
-impl Drop for PrivateCassandra {
-    fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cassandra.sh");
-        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
+    pub fn brokers(&self) -> String {
+        self.address()
+    }
+
+    pub fn nodes(&self) -> String {
+        self.address()
     }
 }
 
-impl Default for PrivateCassandra {
-    fn default() -> Self {
-        Self::new()
+impl Drop for PrivateService {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local").join(self.script);
+        let _ = Command::new("bash").arg(script).arg("clean").envs(self.env.iter().cloned()).status();
     }
 }

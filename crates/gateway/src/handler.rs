@@ -2,7 +2,7 @@
 
 use crate::error::GatewayError;
 use crate::metrics;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use axum::Router;
 use base64::Engine;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tributary_bus::{ProduceError, Producer};
@@ -99,27 +100,11 @@ pub(crate) fn body_error(e: &axum::Error, max_body: usize) -> GatewayError {
 async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let tracking_api = matches!(ingress, Ingress::WriteKey(_));
-    let result = match axum::body::to_bytes(body, st.max_body).await {
-        Err(e) => Err(unknown(body_error(&e, st.max_body))),
-        Ok(raw) => {
-            metrics::BYTES.inc_by(raw.len() as u64);
-            let snapshot = st.cache.get();
-            match accept(st, &snapshot, &ingress, implied, &headers, &raw).await {
-                // A token or secret the admin API created a moment ago may not be in the
-                // snapshot yet: ask for a current one (an epoch read, bounded per process; a
-                // reload only if the configuration changed) and try once more.
-                Err(refused) if refused.0.may_be_stale_config() => {
-                    let current = st.cache.as_of(chrono::Utc::now().timestamp_millis()).await;
-                    if Arc::ptr_eq(&current, &snapshot) {
-                        Err(refused)
-                    } else {
-                        accept(st, &current, &ingress, implied, &headers, &raw).await
-                    }
-                }
-                other => other,
-            }
-        }
-    };
+    let (ingress, headers) = (&ingress, &headers);
+    let result = read_and_accept(st, body, |snapshot, raw| async move {
+        accept(st, &snapshot, ingress, implied, headers, &raw).await
+    })
+    .await;
     // Segment's tracking API answers 200 `{"success": true}`, and its classic SDKs
     // (analytics-python 1.x, rudder-sdk-python) take anything else as a failure and resend.
     let result = result.map(|(status, mut body, t, e)| {
@@ -130,12 +115,7 @@ async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, head
             (status, body, t, e)
         }
     });
-    let (status, template, env) = match &result {
-        Ok((s, _, t, e)) => (*s, t.as_str().to_string(), e.clone()),
-        Err((e, t, env)) => (e.status(), t.clone(), env.clone()),
-    };
-    metrics::REQUESTS.with_label_values(&[&template, &env, status.as_str()]).inc();
-    metrics::REQUEST_SECONDS.with_label_values(&[status.as_str()]).observe(started.elapsed().as_secs_f64());
+    observe(&result, started);
     match result {
         Ok((status, body, _, _)) => (status, axum::Json(body)).into_response(),
         Err((e, _, _)) => {
@@ -145,6 +125,42 @@ async fn handle(st: &GatewayState, ingress: Ingress, implied: Option<&str>, head
             e.into_response()
         }
     }
+}
+
+/// Read the body and `accept` it against the configuration held. When the refusal may come
+/// from a snapshot older than a change the admin API has already answered (a token or secret
+/// created a moment ago), ask for a current one (an epoch read, bounded per process; a reload
+/// only if the configuration changed) and try once more. The receive URL and the JSON-RPC
+/// endpoint both answer this way.
+pub(crate) async fn read_and_accept<F, Fut>(st: &GatewayState, body: Body, accept: F) -> Result<Accepted, Refused>
+where
+    F: Fn(Arc<tributary_store::Snapshot>, Bytes) -> Fut,
+    Fut: Future<Output = Result<Accepted, Refused>>,
+{
+    let raw = axum::body::to_bytes(body, st.max_body).await.map_err(|e| unknown(body_error(&e, st.max_body)))?;
+    metrics::BYTES.inc_by(raw.len() as u64);
+    let snapshot = st.cache.get();
+    match accept(snapshot.clone(), raw.clone()).await {
+        Err(refused) if refused.0.may_be_stale_config() => {
+            let current = st.cache.as_of(chrono::Utc::now().timestamp_millis()).await;
+            if Arc::ptr_eq(&current, &snapshot) {
+                Err(refused)
+            } else {
+                accept(current, raw).await
+            }
+        }
+        other => other,
+    }
+}
+
+/// Count an answered request by template, environment and status, and time it.
+pub(crate) fn observe(result: &Result<Accepted, Refused>, started: Instant) {
+    let (status, template, env) = match result {
+        Ok((s, _, t, e)) => (*s, t.as_str(), e.as_str()),
+        Err((e, t, env)) => (e.status(), t.as_str(), env.as_str()),
+    };
+    metrics::REQUESTS.with_label_values(&[template, env, status.as_str()]).inc();
+    metrics::REQUEST_SECONDS.with_label_values(&[status.as_str()]).observe(started.elapsed().as_secs_f64());
 }
 
 pub(crate) fn unknown(e: GatewayError) -> Refused {
@@ -297,12 +313,7 @@ pub(crate) async fn produce_all(
         return Ok(());
     }
     let received = now_ms.to_string();
-    let headers = [
-        ("source", settings.source.as_str()),
-        ("environment", settings.environment.as_str()),
-        ("received_at", received.as_str()),
-        ("request_id", request_id),
-    ];
+    let headers = tributary_sources::record_headers(settings, request_id, &received);
     let started = Instant::now();
     let sends = records.iter().map(|r| st.producer.send(&st.topic, &r.key, &r.value, &headers));
     let results = tokio::time::timeout(st.produce_timeout, futures::future::join_all(sends))

@@ -11,7 +11,7 @@
 //! objects too, with the gateway's error code in `data.code`.
 
 use crate::error::GatewayError;
-use crate::handler::{count_refusals, produce_all, unknown, Accepted, GatewayState, Refused};
+use crate::handler::{count_refusals, observe, produce_all, read_and_accept, unknown, Accepted, GatewayState, Refused};
 use crate::metrics;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -31,32 +31,9 @@ const REFUSED: i64 = -32000;
 
 pub async fn rpc(State(st): State<Arc<GatewayState>>, Path(token): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let result = match axum::body::to_bytes(body, st.max_body).await {
-        Err(e) => Err(unknown(crate::handler::body_error(&e, st.max_body))),
-        Ok(raw) => {
-            metrics::BYTES.inc_by(raw.len() as u64);
-            let snapshot = st.cache.get();
-            match accept_call(&st, &snapshot, &token, &headers, &raw).await {
-                // As for receive: a token or secret created a moment ago may not be in the
-                // snapshot yet.
-                Err(refused) if refused.0.may_be_stale_config() => {
-                    let current = st.cache.as_of(chrono::Utc::now().timestamp_millis()).await;
-                    if Arc::ptr_eq(&current, &snapshot) {
-                        Err(refused)
-                    } else {
-                        accept_call(&st, &current, &token, &headers, &raw).await
-                    }
-                }
-                other => other,
-            }
-        }
-    };
-    let (status, template, env) = match &result {
-        Ok((s, _, t, e)) => (*s, t.as_str().to_string(), e.clone()),
-        Err((e, t, env)) => (e.status(), t.clone(), env.clone()),
-    };
-    metrics::REQUESTS.with_label_values(&[&template, &env, status.as_str()]).inc();
-    metrics::REQUEST_SECONDS.with_label_values(&[status.as_str()]).observe(started.elapsed().as_secs_f64());
+    let (st, token, headers) = (st.as_ref(), token.as_str(), &headers);
+    let result = read_and_accept(st, body, |snapshot, raw| async move { accept_call(st, &snapshot, token, headers, &raw).await }).await;
+    observe(&result, started);
     match result {
         Ok((status, body, _, _)) => (status, axum::Json(body)).into_response(),
         Err((e, _, _)) => refusal(e),

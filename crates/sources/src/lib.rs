@@ -32,5 +32,5 @@ pub mod verify;
 pub use error::{ItemErrorCode, RequestError};
 pub use normalize::{normalize_item, screen_item, NormalizeInput, Screened};
 pub use pipeline::{process, process_with, screen_vouched, screen_with, Incoming, Processed, ProcessedItem};
-pub use raw::{raw_records, records_of, refused_record, RawRecord, RawRecords, Receipt};
+pub use raw::{raw_records, record_headers, records_of, refused_record, RawRecord, RawRecords, Receipt};
 pub use request::{parse_request, Envelope, Item, Request, Shape};

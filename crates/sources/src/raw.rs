@@ -112,6 +112,18 @@ pub fn refused_record(
     RawRecord { key: spread_key(&settings.environment, receipt.request_id, 0), value }
 }
 
+/// The Kafka headers of an input's raw records, the same from the gateway and the ingest stage
+/// so the raw topic reads alike whichever way events came in. `received_at` is the receipt
+/// time as text (ms since the epoch), owned by the caller.
+pub fn record_headers<'a>(settings: &'a EnvironmentSettings, request_id: &'a str, received_at: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("source", settings.source.as_str()),
+        ("environment", settings.environment.as_str()),
+        ("received_at", received_at),
+        ("request_id", request_id),
+    ]
+}
+
 /// Nobody to keep in order with: spread by the item's own id.
 fn spread_key(environment: &str, request_id: &str, index: u32) -> String {
     partition_key(environment, &format!("{request_id}:{index}"))

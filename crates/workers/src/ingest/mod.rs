@@ -140,13 +140,7 @@ impl Ingest {
     /// mode. A failed send is transient (Kafka unreachable): the stage retries the record.
     async fn produce(&self, settings: &EnvironmentSettings, request_id: &str, now_ms: i64, records: &[RawRecord]) -> Result<(), StageError> {
         let received = now_ms.to_string();
-        // The gateway's headers, so the raw topic reads the same whichever way events came in.
-        let headers = [
-            ("source", settings.source.as_str()),
-            ("environment", settings.environment.as_str()),
-            ("received_at", received.as_str()),
-            ("request_id", request_id),
-        ];
+        let headers = tributary_sources::record_headers(settings, request_id, &received);
         let sends = records.iter().map(|r| self.producer.send(&self.raw_topic, &r.key, &r.value, &headers));
         for result in futures::future::join_all(sends).await {
             result.map_err(|e| StageError::Transient(format!("produce to {}: {e}", self.raw_topic)))?;
