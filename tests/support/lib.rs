@@ -431,6 +431,11 @@ impl PrivateCassandra {
             // flushed) lose the keyspace's tables to a SIGKILL, which is the fault this node
             // is for (the drill found the gateway answering 404 for every token after one).
             ("CASSANDRA_FAST".into(), "0".into()),
+            // A write is acknowledged once it is on disk. With the default periodic commit log
+            // (synced every 10 s) a SIGKILL lost event logs this one node had acknowledged:
+            // production gets that durability from replicas (RF 3), a single node only from
+            // batch sync.
+            ("CASSANDRA_EXTRA_YAML".into(), "commitlog_sync: batch\ncommitlog_sync_period: 0ms".into()),
         ];
         PrivateService::new("cassandra.sh", "CASSANDRA_RUN_DIR", "cassandra.pid", "trib-cassandra", port, env)
     }
