@@ -342,7 +342,11 @@ fn hostile_traffic() {
     run.still_serving("gzip bombs");
 
     // --- HTTP/2: streams opened and abandoned, a rapid-reset burst, an idle connection.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // One thread: the attacker's frames are queued while its loop runs and reach the server in
+    // bursts, as a real rapid-reset attack sends them. On two threads the connection task wrote
+    // them one by one and, on a quiet machine, the server accepted each reset stream before the
+    // next came, so the burst never looked like one (CI: 2,000 streams, no GOAWAY).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(h2_attacks(gw, path.clone()));
     run.still_serving("HTTP/2 abuse");
 
@@ -446,7 +450,9 @@ async fn h2_attacks(port: u16, path: String) {
     }
     let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
     println!("h2 rapid reset: {sent} streams reset; connection ended by the server: {}", ended.is_ok());
-    assert!(sent < 2000 && ended.is_ok(), "a rapid-reset burst ends in GOAWAY ({sent} streams sent)");
+    // What counts is that the server ends the connection; how many resets the client queued
+    // before it noticed depends on when its connection task ran.
+    assert!(ended.is_ok(), "a rapid-reset burst ends in GOAWAY ({sent} streams sent)");
 
     // An idle HTTP/2 connection: GOAWAY at the idle timeout.
     let (client, conn) = connect().await;
