@@ -45,6 +45,10 @@ pub struct Args {
     /// machine nearly idle, beside the half-load one, which adds queueing for CPU and the store.
     #[arg(long, default_value = "100")]
     light_rate: f64,
+    /// More latency phases at these fixed rates (events/s, repeatable): a before/after
+    /// comparison at one rate, which the half-load row (half of each run's own maximum) is not.
+    #[arg(long = "at-rate")]
+    at_rates: Vec<f64>,
     /// Seconds at half of the maximum, printing each stage's lag and each role's memory every
     /// minute (0: skip).
     #[arg(long, default_value = "0")]
@@ -166,7 +170,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         println!("- run {run}: {}", usage.micros_per(*events as f64));
     }
     sizing(&cpu_rows);
-    println!("\nStages at the maximum (mean records per transaction, mean commit time, transactions):\n");
+    println!("\nStages at the maximum (mean records per transaction; mean ms per batch to collect / begin / process / commit (= drain + offsets + end); transactions):\n");
     for (run, rows) in &stage_rows {
         println!("- run {run}: {}", rows.join("; "));
     }
@@ -187,7 +191,16 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
         a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.gateway_p99_ms
     );
-    println!("\nStages at half load (mean records per transaction, mean commit time, transactions): {}", half_stages.join("; "));
+    println!("\nStages at half load (mean records per transaction; mean ms per batch to collect / begin / process / commit (= drain + offsets + end); transactions): {}", half_stages.join("; "));
+    for r in &a.at_rates {
+        let before = fleet.scrape().await;
+        let l = latency_phase(&store, &fleet, *r, a.latency_secs, 40_000_000 + (*r as u64) * 1_000).await;
+        println!(
+            "\n| fixed rate: {r:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
+            a.latency_secs, l.p50, l.p99, l.max, l.events, l.gateway_p99_ms
+        );
+        println!("Stages at {r:.0} events/s: {}", stage_figures(&before, &fleet.scrape().await).join("; "));
+    }
 
     if a.soak_secs > 0 {
         soak(&env, &store, &fleet, rate, a.soak_secs).await;
@@ -320,21 +333,26 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99) }
 }
 
-/// Per worker process over a phase: mean records per transaction, mean commit time and
-/// transactions committed (exactly-once stages; the action-log writer has none).
+/// Per worker process over a phase: mean records per transaction, the mean time of each
+/// phase of a batch's cycle (collect / begin / process / commit, see
+/// `tributary_stage_phase_seconds`) and transactions committed (exactly-once stages; the
+/// action-log writer has none).
 fn stage_figures(before: &[(String, String)], after: &[(String, String)]) -> Vec<String> {
     let mut out = Vec::new();
     for ((name, b), (_, a)) in before.iter().zip(after) {
-        let d = |series: &str| sample_sum(a, series, "") - sample_sum(b, series, "");
-        let (batches, records) = (d("tributary_stage_batch_records_count"), d("tributary_stage_batch_records_sum"));
-        let (commits, commit_secs) = (d("tributary_stage_commit_seconds_count"), d("tributary_stage_commit_seconds_sum"));
+        let d = |series: &str, labels: &str| sample_sum(a, series, labels) - sample_sum(b, series, labels);
+        let (batches, records) = (d("tributary_stage_batch_records_count", ""), d("tributary_stage_batch_records_sum", ""));
+        let commits = d("tributary_stage_transactions_total", "outcome=\"committed\"");
+        let phases: Vec<String> = ["collect", "begin", "process", "commit", "drain", "offsets", "end"]
+            .iter()
+            .map(|p| {
+                let label = format!("phase=\"{p}\"");
+                let n = d("tributary_stage_phase_seconds_count", &label);
+                format!("{:.1}", d("tributary_stage_phase_seconds_sum", &label) / n.max(1.0) * 1000.0)
+            })
+            .collect();
         if batches > 0.0 {
-            out.push(format!(
-                "{name} {:.0} records, {:.1} ms, {:.0} transactions",
-                records / batches,
-                commit_secs / commits.max(1.0) * 1000.0,
-                commits
-            ));
+            out.push(format!("{name} {:.0} records, {} ms, {:.0} transactions", records / batches, phases.join(" / "), commits));
         }
     }
     out

