@@ -119,6 +119,19 @@ async fn actions_in_order_with_filters_identify_merge_tenants_dedup_and_ttl() {
     let log3 = wait_event(&store, &e3).await;
     assert!((week - 600..=week).contains(&log3.ttl.unwrap()), "{:?}", log3.ttl);
     assert!(a3.iter().all(|a| (week - 600..=week).contains(&a.ttl.unwrap())));
+
+    // the same message id twice in one request (one translator batch, whose claims are read
+    // and written for the batch at once): the first is the event, the second its duplicate
+    let twice = json!({"type": "track", "event": "Order Cancelled", "userId": "u2", "messageId": "twice",
+        "properties": {"order_id": "o-2"}});
+    let r8 = send(&c, &token, json!({"batch": [twice, twice]}));
+    let (first, second) = (event_id(&r8, 0), event_id(&r8, 1));
+    assert_eq!(wait_event(&store, &first).await.status, "processed");
+    let dup = wait_event(&store, &second).await;
+    assert_eq!(dup.status, "duplicate");
+    assert_eq!(dup.duplicate_of.as_deref(), Some(first.as_str()));
+    assert_eq!(wait_actions(&store, &first, 1).await.len(), 1);
+    assert!(store.action_logs_for_event(&second).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -351,8 +351,15 @@ fn stage_figures(before: &[(String, String)], after: &[(String, String)]) -> Vec
                 format!("{:.1}", d("tributary_stage_phase_seconds_sum", &label) / n.max(1.0) * 1000.0)
             })
             .collect();
+        let wait = d("tributary_stage_config_wait_seconds_sum", "") / d("tributary_stage_config_wait_seconds_count", "").max(1.0);
         if batches > 0.0 {
-            out.push(format!("{name} {:.0} records, {} ms, {:.0} transactions", records / batches, phases.join(" / "), commits));
+            out.push(format!(
+                "{name} {:.0} records, {} ms, {:.0} transactions, configuration wait {:.1} ms per record",
+                records / batches,
+                phases.join(" / "),
+                commits,
+                wait * 1000.0
+            ));
         }
     }
     out

@@ -24,7 +24,8 @@
 use crate::lanes::{stopped, Lanes, ReadyFn};
 use crate::metrics::{BATCH_RECORDS, COMMIT_SECONDS, PHASE_SECONDS, TRANSACTIONS};
 use crate::producer::{Producer, TxnError};
-use crate::stage::{consumer_config, subscribe, Handler, StageOptions};
+use crate::lanes::record_of;
+use crate::stage::{consumer_config, subscribe, Handler, Record, StageOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -166,16 +167,20 @@ pub(crate) async fn run<H: Handler + 'static>(
         phase("begin", began);
         let processing = std::time::Instant::now();
         let n = batch.len();
-        for m in batch {
-            lanes.dispatch(m);
-        }
-        // Every dispatched record is reported, finished or not (see `Lanes`). The offsets go
-        // into the transaction meanwhile.
-        let done = &mut lanes.done;
+        // The batch is prepared, handed to the lanes, and every dispatched record reported,
+        // finished or not (see `Lanes`). The offsets go into the transaction meanwhile.
+        let lanes_ref = &mut lanes;
+        let handler_ref = handler.as_ref();
         let all_done = async move {
+            let records: Vec<Record<'_>> = batch.iter().map(|m| record_of(m, 1)).collect();
+            handler_ref.prepare(&records).await;
+            drop(records);
+            for m in batch {
+                lanes_ref.dispatch(m);
+            }
             let mut unfinished = 0usize;
             for _ in 0..n {
-                if !done.recv().await.is_some_and(|d| d.finished) {
+                if !lanes_ref.done.recv().await.is_some_and(|d| d.finished) {
                     unfinished += 1;
                 }
             }
@@ -200,12 +205,18 @@ pub(crate) async fn run<H: Handler + 'static>(
         let committed = match (producer.take_txn_failure(), offsets_sent) {
             (Some(why), _) => Err(TxnError::Abortable(why)),
             (None, Err(e)) => Err(e),
-            (None, Ok(())) => commit(&opts.group, producer, &mut shutdown, on_ready.as_ref()).await,
+            (None, Ok(())) => match handler.before_commit().await {
+                Err(e) => Err(TxnError::Abortable(format!("before the commit: {e}"))),
+                Ok(()) => commit(&opts.group, producer, &mut shutdown, on_ready.as_ref()).await,
+            },
         };
         COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
         phase("commit", started);
         match committed {
-            Ok(()) => TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc(),
+            Ok(()) => {
+                TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc();
+                producer.alternate();
+            }
             Err(TxnError::Fenced(e)) => {
                 return Err(format!(
                     "{e} (another process may be using this stage's transactional id: give each process its own workers.instance_id)"

@@ -101,6 +101,19 @@ fn lane_of(key: &[u8], lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
+/// A Kafka message as handlers see it.
+pub(crate) fn record_of(msg: &OwnedMessage, attempt: u32) -> Record<'_> {
+    Record {
+        key: msg.key(),
+        payload: msg.payload().unwrap_or_default(),
+        headers: msg.headers(),
+        timestamp: msg.timestamp().to_millis(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        attempt,
+    }
+}
+
 /// Record headers never copied to the dead-letter topic: they carry credentials.
 const CREDENTIAL_HEADERS: [&str; 2] = ["tributary-token", "authorization"];
 
@@ -117,15 +130,7 @@ pub(crate) async fn process<H: Handler + ?Sized>(
     let mut attempt = 1u32;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let record = Record {
-            key: msg.key(),
-            payload,
-            headers: msg.headers(),
-            timestamp: msg.timestamp().to_millis(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            attempt,
-        };
+        let record = record_of(msg, attempt);
         match handler.handle(&record).await {
             Ok(()) => {
                 on_ready(true);

@@ -62,6 +62,22 @@ pub trait Handler: Send + Sync {
     /// records produced through the stage's producer are part of the open transaction).
     fn handle<'a>(&'a self, record: &'a Record<'a>) -> BoxFuture<'a, Result<(), StageError>>;
 
+    /// Exactly-once mode: called with a batch's records, in partition order, once its
+    /// transaction has begun and before the records go to the lanes. For work that is cheaper
+    /// for the whole batch at once (one round of store reads for all its records instead of
+    /// one per record, in each lane in turn). Best effort: `handle` must come to the same
+    /// result for a record whether or not this ran.
+    fn prepare<'a>(&'a self, _batch: &'a [Record<'a>]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Exactly-once mode: called once every record of the batch is done, before the commit,
+    /// so that store writes deferred to here are durable before the batch's outputs are
+    /// visible. An error aborts the transaction, and the batch is done again.
+    fn before_commit(&self) -> BoxFuture<'_, Result<(), StageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Called when a record is parked on the dead-letter topic (e.g. to log the event).
     fn dead_lettered<'a>(&'a self, _record: &'a Record<'a>, _error: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async {})

@@ -57,6 +57,16 @@ impl Store {
     /// the retries a sender makes arrive serially. The claim records the owning event id, so a
     /// redelivery of the same event after a crash is recognised as `Same`, not as a duplicate.
     pub async fn claim_key(&self, environment: &str, source: &str, key: &str, event_id: &str, window_secs: i32) -> Result<Claim, StoreError> {
+        if let Some(owner) = self.claim_owner(environment, source, key).await? {
+            return Ok(if owner == event_id { Claim::Same } else { Claim::DuplicateOf(owner) });
+        }
+        self.write_claim(environment, source, key, event_id, window_secs).await?;
+        Ok(Claim::New)
+    }
+
+    /// The event that holds a claim on an idempotency key, if one does (the read half of
+    /// [`Self::claim_key`]; the translator makes these for a whole batch at once).
+    pub async fn claim_owner(&self, environment: &str, source: &str, key: &str) -> Result<Option<String>, StoreError> {
         let rows = self
             .session
             .execute_unpaged(&self.stmts.select_dedup, (environment, source, key))
@@ -64,14 +74,15 @@ impl Store {
             .map_err(db)?
             .into_rows_result()
             .map_err(unavailable)?;
-        if let Some((owner,)) = rows.maybe_first_row::<(Option<String>,)>().map_err(unavailable)? {
-            let owner = owner.unwrap_or_default();
-            return Ok(if owner == event_id { Claim::Same } else { Claim::DuplicateOf(owner) });
-        }
+        Ok(rows.maybe_first_row::<(Option<String>,)>().map_err(unavailable)?.map(|(owner,)| owner.unwrap_or_default()))
+    }
+
+    /// Record `event_id`'s claim on an idempotency key for `window_secs` (the write half).
+    pub async fn write_claim(&self, environment: &str, source: &str, key: &str, event_id: &str, window_secs: i32) -> Result<(), StoreError> {
         self.session
             .execute_unpaged(&self.stmts.insert_dedup, (environment, source, key, event_id, window_secs.max(1)))
             .await
             .map_err(db)?;
-        Ok(Claim::New)
+        Ok(())
     }
 }

@@ -203,7 +203,7 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
                 }
                 Role::Translator => {
                     let p = producer()?;
-                    let h = Arc::new(Translator { cache, store, producer: p.clone(), out_topic: topics.normalized.clone() });
+                    let h = Arc::new(Translator::new(cache, store, p.clone(), topics.normalized.clone()));
                     tributary_workers::run(&cfg, StageSpec { name: "translator", topic: topics.raw.clone(), lanes: cfg.workers.lanes }, h, &p, delivery, &readiness, &shutdown).await
                 }
                 Role::Mapper => {

@@ -90,7 +90,7 @@ pub fn event_log_of(e: &EventRecord) -> EventLog {
 
 impl Executor {
     pub async fn execute(&self, plan: &ActionPlan, replay_of: Option<&str>) -> Result<(), StageError> {
-        let snapshot = self.cache.as_of(plan.event.received_at).await;
+        let snapshot = metrics::config_as_of(&self.cache, "executor", plan.event.received_at).await;
         let settings = snapshot.settings_for(&plan.event.source, &plan.event.environment);
         let ttl = settings.map(EnvironmentSettings::retention_secs).unwrap_or(DEFAULT_RETENTION_DAYS as i32 * 86_400);
         let direct = matches!(self.logs, LogPath::Direct);

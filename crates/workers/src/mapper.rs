@@ -16,7 +16,7 @@ pub struct Mapper {
 impl Mapper {
     pub async fn plan(&self, record: EventRecord) -> ActionPlan {
         // Mappings saved before the event was received apply to it.
-        let snapshot = self.cache.as_of(record.received_at).await;
+        let snapshot = metrics::config_as_of(&self.cache, "mapper", record.received_at).await;
         let actions = match snapshot.settings_for(&record.source, &record.environment) {
             Some(settings) => plan_actions(settings, snapshot.mappings_for(&record.source, &record.environment), &record),
             None => Vec::new(),

@@ -30,6 +30,26 @@ pub static DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
     .unwrap())
 });
 
+/// Time a record waited for the configuration as of its receipt (see `ConfigCache::as_of`):
+/// an epoch check that starts `workers.clock_skew_ms` after the receipt, at most one per
+/// `CHECK_SPACING`, shared by every record waiting for it.
+pub static CONFIG_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    reg(HistogramVec::new(
+        HistogramOpts::new("tributary_stage_config_wait_seconds", "Time a record waited for the configuration as of its receipt")
+            .buckets(vec![0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+        &["stage"],
+    )
+    .unwrap())
+});
+
+/// The configuration as of `received_at_ms`, the wait timed.
+pub async fn config_as_of(cache: &tributary_store::ConfigCache, stage: &str, received_at_ms: i64) -> std::sync::Arc<tributary_store::Snapshot> {
+    let t = std::time::Instant::now();
+    let s = cache.as_of(received_at_ms).await;
+    CONFIG_WAIT.with_label_values(&[stage]).observe(t.elapsed().as_secs_f64());
+    s
+}
+
 pub fn observe_delay(stage: &str, received_at_ms: i64) {
     let now = chrono::Utc::now().timestamp_millis();
     DELAY.with_label_values(&[stage]).observe(((now - received_at_ms).max(0) as f64) / 1000.0);

@@ -1,104 +1,269 @@
 //! Raw items → normalized events.
+//!
+//! Deduplication claims an idempotency key per event in the store: read who holds it, and if
+//! nobody does, write the claim. One record at a time that is two round trips, in each lane
+//! in turn. In exactly-once mode the stage hands the translator its whole batch first
+//! ([`Handler::prepare`]): it translates the batch with one configuration snapshot, reads
+//! every key's holder at once, and defers the claims it makes to [`Handler::before_commit`],
+//! where they are written at once, before the batch's outputs become visible. A batch whose
+//! claims cannot be written is aborted and redone; a redone event finds its own claim
+//! (`Claim::Same`). Without a prepared batch (at-least-once mode, a record's retry) a record
+//! claims its key alone, as before.
 
 use crate::metrics;
 use futures::future::BoxFuture;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tributary_bus::{Handler, Producer, Record, StageError};
 use tributary_model::ids::event_id;
 use tributary_model::{EventRecord, EventStatus, ItemError, RawEvent};
 use tributary_sources::{normalize_item, NormalizeInput};
-use tributary_store::{Claim, ConfigCache, Store};
+use tributary_store::{Claim, ConfigCache, Snapshot, Store, StoreError};
 
 pub struct Translator {
     pub cache: ConfigCache,
     pub store: Store,
     pub producer: Producer,
     pub out_topic: String,
+    /// The exactly-once batch in progress (empty otherwise).
+    pub batch: Mutex<BatchState>,
 }
 
 impl Translator {
-    /// The pure part plus dedup: what this raw item becomes.
-    pub async fn translate(&self, raw: RawEvent) -> Result<EventRecord, StageError> {
-        // A source created a moment before this event was received must be known here.
-        let snapshot = self.cache.as_of(raw.received_at).await;
-        let id = event_id(&raw.request_id, raw.index);
-        let mut record = EventRecord {
-            event_id: id.clone(),
-            request_id: raw.request_id.clone(),
-            index: raw.index,
-            source: raw.source.clone(),
-            environment: raw.environment.clone(),
-            template: raw.template,
-            received_at: raw.received_at,
-            verification: raw.verification.clone(),
-            status: EventStatus::Processed,
-            error: None,
-            raw: None,
-            normalized: None,
-            duplicate_of: None,
-        };
-        // Refused as a whole (a Kafka ingest record that is not JSON or too large; a request
-        // the gateway answered 2xx because its sender would only retry a 4xx): logged as
-        // rejected with the reason given where it was refused.
-        if let Some(error) = raw.refused {
-            record.status = EventStatus::Rejected;
-            record.error = Some(error);
-            record.raw = Some(raw.item);
-            return Ok(record);
-        }
-        let Some(settings) = snapshot.settings_for(&raw.source, &raw.environment) else {
-            record.status = EventStatus::Rejected;
-            record.error = Some(ItemError {
-                code: "source_removed".into(),
-                message: format!("source `{}` has no `{}` environment any more", raw.source, raw.environment),
-            });
-            record.raw = Some(raw.item);
-            return Ok(record);
-        };
-        let outcome = normalize_item(&NormalizeInput {
-            template: raw.template,
-            settings,
-            item: &raw.item,
-            batch_context: raw.batch_context.as_deref(),
-            batch_integrations: raw.batch_integrations.as_deref(),
-            headers: &raw.headers,
-            implied_type: raw.implied_type.as_deref(),
-            received_at: raw.received_at,
-            rpc: raw.rpc,
-        });
-        match outcome {
-            Err(e) => {
-                record.status = EventStatus::Rejected;
-                record.error = Some(e);
-                record.raw = Some(raw.item);
-            }
-            Ok(n) => {
-                // JSON-RPC rows are always deduplicated: both tools resend calls by design, and
-                // their key is derived from the call (see tributary_sources::rpc::row).
-                if let (true, Some(key)) = (settings.dedup.enabled || raw.rpc, n.idempotency_key.as_deref()) {
-                    let window = settings.dedup.window_secs.min(i32::MAX as u64) as i32;
-                    match self.store.claim_key(&raw.environment, &raw.source, key, &id, window).await {
-                        Ok(Claim::New) | Ok(Claim::Same) => {}
-                        Ok(Claim::DuplicateOf(first)) => {
-                            record.status = EventStatus::Duplicate;
-                            record.duplicate_of = Some(first);
-                        }
-                        Err(e) if e.is_transient() => return Err(StageError::Transient(e.to_string())),
-                        Err(e) => return Err(StageError::Permanent(e.to_string())),
-                    }
-                }
-                record.normalized = Some(n);
-            }
-        }
-        Ok(record)
+    pub fn new(cache: ConfigCache, store: Store, producer: Producer, out_topic: String) -> Self {
+        Translator { cache, store, producer, out_topic, batch: Mutex::default() }
     }
 }
 
+/// An idempotency key, as claims are stored: environment, source, key.
+type ClaimKey = (String, String, String);
+
+/// What a raw item becomes before deduplication: its record, and the claim it must make.
+pub struct Translated {
+    record: EventRecord,
+    claim: Option<(ClaimKey, i32)>,
+}
+
+/// The batch the stage is working through, from [`Handler::prepare`] to
+/// [`Handler::before_commit`].
+#[derive(Default)]
+pub struct BatchState {
+    /// Records translated ahead, by (partition, offset); each taken by its record's handler.
+    prepared: HashMap<(i32, i64), Translated>,
+    /// Who held each key when the batch was prepared (`None`: nobody). A key missing here
+    /// (its read failed) is claimed by its record alone.
+    holders: HashMap<ClaimKey, Option<String>>,
+    /// Claims made in this batch and not written yet: key → (event id, window).
+    claimed: HashMap<ClaimKey, (String, i32)>,
+}
+
+/// Reads of key holders in flight at once, per batch.
+const CLAIM_CONCURRENCY: usize = 256;
+
+impl Translator {
+    /// The pure part plus dedup: what this raw item becomes (one record at a time).
+    pub async fn translate(&self, raw: RawEvent) -> Result<EventRecord, StageError> {
+        // A source created a moment before this event was received must be known here.
+        let snapshot = metrics::config_as_of(&self.cache, "translator", raw.received_at).await;
+        let mut t = translate_with(&snapshot, raw);
+        self.claim(&mut t).await?;
+        Ok(t.record)
+    }
+
+    /// Settle the record's claim, if it has one: from the prepared batch when the key was read
+    /// there, else in the store.
+    async fn claim(&self, t: &mut Translated) -> Result<(), StageError> {
+        let Some((key, window)) = &t.claim else { return Ok(()) };
+        let id = t.record.event_id.clone();
+        let decided = {
+            let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((owner, _)) = b.claimed.get(key) {
+                Some(claim_of(owner, &id))
+            } else {
+                match b.holders.get(key) {
+                    Some(Some(owner)) => Some(claim_of(owner, &id)),
+                    Some(None) => {
+                        b.claimed.insert(key.clone(), (id.clone(), *window));
+                        Some(Claim::New)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let claim = match decided {
+            Some(c) => c,
+            None => self.store.claim_key(&key.0, &key.1, &key.2, &id, *window).await.map_err(stage_error)?,
+        };
+        if let Claim::DuplicateOf(first) = claim {
+            t.record.status = EventStatus::Duplicate;
+            t.record.duplicate_of = Some(first);
+        }
+        Ok(())
+    }
+}
+
+fn claim_of(owner: &str, id: &str) -> Claim {
+    if owner == id {
+        Claim::Same
+    } else {
+        Claim::DuplicateOf(owner.to_string())
+    }
+}
+
+fn stage_error(e: StoreError) -> StageError {
+    if e.is_transient() {
+        StageError::Transient(e.to_string())
+    } else {
+        StageError::Permanent(e.to_string())
+    }
+}
+
+/// Translate a raw item with a configuration snapshot (pure).
+fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
+    let id = event_id(&raw.request_id, raw.index);
+    let mut record = EventRecord {
+        event_id: id,
+        request_id: raw.request_id.clone(),
+        index: raw.index,
+        source: raw.source.clone(),
+        environment: raw.environment.clone(),
+        template: raw.template,
+        received_at: raw.received_at,
+        verification: raw.verification.clone(),
+        status: EventStatus::Processed,
+        error: None,
+        raw: None,
+        normalized: None,
+        duplicate_of: None,
+    };
+    // Refused as a whole (a Kafka ingest record that is not JSON or too large; a request
+    // the gateway answered 2xx because its sender would only retry a 4xx): logged as
+    // rejected with the reason given where it was refused.
+    if let Some(error) = raw.refused {
+        record.status = EventStatus::Rejected;
+        record.error = Some(error);
+        record.raw = Some(raw.item);
+        return Translated { record, claim: None };
+    }
+    let Some(settings) = snapshot.settings_for(&raw.source, &raw.environment) else {
+        record.status = EventStatus::Rejected;
+        record.error = Some(ItemError {
+            code: "source_removed".into(),
+            message: format!("source `{}` has no `{}` environment any more", raw.source, raw.environment),
+        });
+        record.raw = Some(raw.item);
+        return Translated { record, claim: None };
+    };
+    let outcome = normalize_item(&NormalizeInput {
+        template: raw.template,
+        settings,
+        item: &raw.item,
+        batch_context: raw.batch_context.as_deref(),
+        batch_integrations: raw.batch_integrations.as_deref(),
+        headers: &raw.headers,
+        implied_type: raw.implied_type.as_deref(),
+        received_at: raw.received_at,
+        rpc: raw.rpc,
+    });
+    let mut claim = None;
+    match outcome {
+        Err(e) => {
+            record.status = EventStatus::Rejected;
+            record.error = Some(e);
+            record.raw = Some(raw.item);
+        }
+        Ok(n) => {
+            // JSON-RPC rows are always deduplicated: both tools resend calls by design, and
+            // their key is derived from the call (see tributary_sources::rpc::row).
+            if let (true, Some(key)) = (settings.dedup.enabled || raw.rpc, n.idempotency_key.as_deref()) {
+                let window = settings.dedup.window_secs.min(i32::MAX as u64) as i32;
+                claim = Some(((raw.environment.clone(), raw.source.clone(), key.to_string()), window));
+            }
+            record.normalized = Some(n);
+        }
+    }
+    Translated { record, claim }
+}
+
+fn parse(rec: &Record<'_>) -> Result<RawEvent, StageError> {
+    serde_json::from_slice(rec.payload).map_err(|e| StageError::Permanent(format!("raw record is not a RawEvent: {e}")))
+}
+
 impl Handler for Translator {
+    fn prepare<'a>(&'a self, batch: &'a [Record<'a>]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let raws: Vec<(i32, i64, RawEvent)> =
+                batch.iter().filter_map(|r| parse(r).ok().map(|raw| (r.partition, r.offset, raw))).collect();
+            // One snapshot for the batch, current as of its newest receipt: every record's
+            // configuration is at least as recent as a check of its own would make it.
+            let newest = raws.iter().map(|(_, _, r)| r.received_at).max().unwrap_or(0);
+            let snapshot: Arc<Snapshot> = metrics::config_as_of(&self.cache, "translator", newest).await;
+            let mut prepared = HashMap::with_capacity(raws.len());
+            let mut keys: Vec<ClaimKey> = Vec::new();
+            for (partition, offset, raw) in raws {
+                let t = translate_with(&snapshot, raw);
+                if let Some((k, _)) = &t.claim {
+                    keys.push(k.clone());
+                }
+                prepared.insert((partition, offset), t);
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            let holders: HashMap<ClaimKey, Option<String>> = futures::stream::iter(keys)
+                .map(|k| async move {
+                    let holder = self.store.claim_owner(&k.0, &k.1, &k.2).await;
+                    (k, holder)
+                })
+                .buffer_unordered(CLAIM_CONCURRENCY)
+                .filter_map(|(k, holder)| async move {
+                    match holder {
+                        Ok(h) => Some((k, h)),
+                        Err(e) => {
+                            // Its record claims the key alone, and reports the error there.
+                            tracing::debug!(error = %e, "reading a dedup key for the batch failed");
+                            None
+                        }
+                    }
+                })
+                .collect()
+                .await;
+            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = BatchState { prepared, holders, claimed: HashMap::new() };
+        })
+    }
+
+    fn before_commit(&self) -> BoxFuture<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            let claims: Vec<(ClaimKey, (String, i32))> = {
+                let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+                let claimed = std::mem::take(&mut b.claimed);
+                *b = BatchState::default();
+                claimed.into_iter().collect()
+            };
+            let failures: Vec<StoreError> = futures::stream::iter(claims)
+                .map(|(k, (id, window))| async move { self.store.write_claim(&k.0, &k.1, &k.2, &id, window).await })
+                .buffer_unordered(CLAIM_CONCURRENCY)
+                .filter_map(|r| async move { r.err() })
+                .collect()
+                .await;
+            match failures.into_iter().next() {
+                // The transaction is aborted and the batch redone, claims and all.
+                Some(e) => Err(StageError::Transient(format!("writing the batch's dedup claims: {e}"))),
+                None => Ok(()),
+            }
+        })
+    }
+
     fn handle<'a>(&'a self, rec: &'a Record<'a>) -> BoxFuture<'a, Result<(), StageError>> {
         Box::pin(async move {
-            let raw: RawEvent = serde_json::from_slice(rec.payload)
-                .map_err(|e| StageError::Permanent(format!("raw record is not a RawEvent: {e}")))?;
-            let record = self.translate(raw).await?;
+            let prepared = self.batch.lock().unwrap_or_else(|e| e.into_inner()).prepared.remove(&(rec.partition, rec.offset));
+            let record = match prepared {
+                Some(mut t) => {
+                    self.claim(&mut t).await?;
+                    t.record
+                }
+                None => self.translate(parse(rec)?).await?,
+            };
             let bytes = serde_json::to_vec(&record).map_err(|e| StageError::Permanent(e.to_string()))?;
             self.producer
                 .send(&self.out_topic, &record.partition_key(), &bytes, &[("event_id", &record.event_id)])
