@@ -224,7 +224,13 @@ impl Drill {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let fired = self.fired(tag);
 
-        let logs = self.event_logs(tag).await;
+        // Event logs trail the actions (the action-log writer stores them after the executor's
+        // transaction commits): wait for every acknowledged item's log, within the same bound.
+        let mut logs = self.event_logs(tag).await;
+        while !acked.iter().all(|i| logs.contains_key(&i.mid)) && Instant::now() <= deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            logs = self.event_logs(tag).await;
+        }
         let mut row = Row {
             fault: name.to_string(),
             sent: items.len(),

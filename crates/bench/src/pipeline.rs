@@ -354,7 +354,7 @@ fn stage_figures(before: &[(String, String)], after: &[(String, String)]) -> Vec
         let wait = d("tributary_stage_config_wait_seconds_sum", "") / d("tributary_stage_config_wait_seconds_count", "").max(1.0);
         if batches > 0.0 {
             out.push(format!(
-                "{name} {:.0} records, {} ms, {:.0} transactions, configuration wait {:.1} ms per record",
+                "{name} {:.0} records, {} ms, {:.0} transactions, configuration wait {:.1} ms per call",
                 records / batches,
                 phases.join(" / "),
                 commits,

@@ -206,7 +206,14 @@ pub(crate) async fn run<H: Handler + 'static>(
             (Some(why), _) => Err(TxnError::Abortable(why)),
             (None, Err(e)) => Err(e),
             (None, Ok(())) => match handler.before_commit().await {
-                Err(e) => Err(TxnError::Abortable(format!("before the commit: {e}"))),
+                Err(e) => {
+                    // The store is failing: pause before the batch is redone, as a lane would
+                    // before retrying a record, instead of hammering it in a loop.
+                    tracing::warn!(stage = %opts.group, error = %e, "before the commit; the batch will be redone");
+                    on_ready(false);
+                    crate::lanes::sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+                    Err(TxnError::Abortable(format!("before the commit: {e}")))
+                }
                 Ok(()) => commit(&opts.group, producer, &mut shutdown, on_ready.as_ref()).await,
             },
         };
@@ -223,9 +230,14 @@ pub(crate) async fn run<H: Handler + 'static>(
                 ))
             }
             Err(e) if *shutdown.borrow() => {
-                // Shut down while Kafka could not settle the commit: the transaction is left to
-                // the next owner of these partitions, whose transactional id fences this one and
-                // aborts it if it never completed.
+                // Shut down while Kafka could not settle the commit: an abortable transaction is
+                // aborted here, once (its offsets, sent early, would otherwise hold up the next
+                // owner's offset fetch until the transaction times out); anything else is left
+                // to the next owner of these partitions, whose transactional id fences this one
+                // and aborts it if it never completed.
+                if matches!(e, TxnError::Abortable(_)) {
+                    let _ = producer.abort_transaction().await;
+                }
                 tracing::info!(stage = %opts.group, error = %e, "shut down with the batch's commit unresolved");
                 TRANSACTIONS.with_label_values(&[&opts.group, "abandoned"]).inc();
                 break 'batches;

@@ -33,7 +33,7 @@
 //! - `transactional.id` (worker stages only, see [`crate::stage`]): a stage's outputs and its
 //!   consumed offsets commit in one Kafka transaction, so a crash can neither lose nor repeat
 //!   an output. Two clients per producer take turns, with ids `{group}.{instance}` and
-//!   `{group}.{instance}.b` ([`TRANSACTIONAL_CLIENTS`]). The ids are stable per process, so a
+//!   `{group}.{instance}#b` ([`TRANSACTIONAL_CLIENTS`]). The ids are stable per process, so a
 //!   restarted process fences its previous incarnation and aborts the transaction that
 //!   incarnation left open at once, instead of readers waiting for `transaction.timeout.ms`.
 
@@ -115,6 +115,10 @@ pub struct Producer {
 struct Clients {
     list: Vec<FutureProducer<StatsContext>>,
     active: usize,
+    /// Has `init_transactions` succeeded on this client? librdkafka refuses a second one on a
+    /// client that is ready ("Operation not valid in state Ready"), so only a new client (the
+    /// start, or a [`Producer::rebuild`]) is initialised.
+    initialized: Vec<bool>,
 }
 
 /// Transactional clients per producer. After a commit returns, the broker still writes the
@@ -193,7 +197,7 @@ impl Producer {
         let n = if s.transactional_id.is_some() { TRANSACTIONAL_CLIENTS } else { 1 };
         let list = (0..n).map(|i| Self::build(s, i)).collect::<Result<Vec<_>, _>>()?;
         Ok(Producer {
-            inner: Arc::new(RwLock::new(Clients { list, active: 0 })),
+            inner: Arc::new(RwLock::new(Clients { initialized: vec![false; list.len()], list, active: 0 })),
             settings: Arc::new(s.clone()),
             txn_failure: Arc::default(),
             transactional: s.transactional_id.is_some(),
@@ -201,11 +205,12 @@ impl Producer {
     }
 
     /// Client `index` of a producer: the first has the configured transactional id, the
-    /// second that id with `.b` appended.
+    /// second that id with `#b` appended (`#` is in no host or pod name, so the second id of
+    /// one process cannot be the first of another).
     fn build(s: &ProducerSettings, index: usize) -> Result<FutureProducer<StatsContext>, ProduceError> {
         let mut cfg = ClientConfig::new();
         if let Some(id) = &s.transactional_id {
-            let id = if index == 0 { id.clone() } else { format!("{id}.{}", (b'a' + index as u8) as char) };
+            let id = if index == 0 { id.clone() } else { format!("{id}#{}", (b'a' + index as u8) as char) };
             cfg.set("transactional.id", id)
                 .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string())
                 .set("retry.backoff.ms", "2")
@@ -233,10 +238,6 @@ impl Producer {
         c.list[c.active].clone()
     }
 
-    fn all(&self) -> Vec<FutureProducer<StatsContext>> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).list.clone()
-    }
-
     /// Use the next client for the next transaction (between transactions only: nothing of
     /// this client's transaction may still be unsent). See [`TRANSACTIONAL_CLIENTS`].
     pub fn alternate(&self) {
@@ -254,6 +255,7 @@ impl Producer {
         let active = c.active;
         let fresh = Self::build(&self.settings, active)?;
         let old = std::mem::replace(&mut c.list[active], fresh);
+        c.initialized[active] = false;
         drop(c);
         // Dropping purges its queue and waits up to 500 ms for the purge: off the async threads.
         std::thread::spawn(move || drop(old));
@@ -334,14 +336,23 @@ impl Producer {
         }
     }
 
-    /// Register the transactional ids (every client's); fences an earlier process with the
-    /// same ids and aborts whatever transaction it left open.
+    /// Register the transactional id of every client not registered yet (at the start, and
+    /// the client a [`Self::rebuild`] replaced); fences an earlier process with the same id
+    /// and aborts whatever transaction it left open. A retry after a partial failure goes on
+    /// with the clients still to do.
     pub async fn init_transactions(&self) -> Result<(), TxnError> {
-        let clients = self.all();
-        match tokio::task::spawn_blocking(move || clients.iter().try_for_each(|p| p.init_transactions(Duration::from_secs(30)))).await {
-            Ok(r) => r.map_err(txn_error),
-            Err(e) => Err(TxnError::Fatal(format!("transaction call panicked: {e}"))),
+        let pending: Vec<(usize, FutureProducer<StatsContext>)> = {
+            let c = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            c.list.iter().enumerate().filter(|(i, _)| !c.initialized[*i]).map(|(i, p)| (i, p.clone())).collect()
+        };
+        for (i, p) in pending {
+            match tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30))).await {
+                Ok(Ok(())) => self.inner.write().unwrap_or_else(|e| e.into_inner()).initialized[i] = true,
+                Ok(Err(e)) => return Err(txn_error(e)),
+                Err(e) => return Err(TxnError::Fatal(format!("transaction call panicked: {e}"))),
+            }
         }
+        Ok(())
     }
 
     pub async fn begin_transaction(&self) -> Result<(), TxnError> {

@@ -232,9 +232,20 @@ pub struct EnvironmentSettings {
     pub sink: SinkSettings,
 }
 
+/// The longest TTL Cassandra and ScyllaDB accept (20 years); a longer one fails the write.
+pub const MAX_TTL_SECS: i32 = 630_720_000;
+
 impl EnvironmentSettings {
+    /// The logs' TTL, within what the store accepts.
     pub fn retention_secs(&self) -> i32 {
-        (self.retention_days.max(1) as i64 * 86_400).min(i32::MAX as i64) as i32
+        (self.retention_days.max(1) as i64 * 86_400).min(MAX_TTL_SECS as i64) as i32
+    }
+}
+
+impl DedupSettings {
+    /// The claims' TTL, within what the store accepts (a window set longer is kept 20 years).
+    pub fn window_ttl_secs(&self) -> i32 {
+        self.window_secs.clamp(1, MAX_TTL_SECS as u64) as i32
     }
 }
 

@@ -30,6 +30,11 @@ pub static DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
     .unwrap())
 });
 
+/// Dedup claims the store refused for good (not a timeout): their events went on without one.
+pub static DEDUP_CLAIMS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    reg(IntCounter::new("tributary_dedup_claims_refused_total", "Dedup claims the store refused; their events went on undeduplicated").unwrap())
+});
+
 /// Time a record waited for the configuration as of its receipt (see `ConfigCache::as_of`):
 /// an epoch check that starts `workers.clock_skew_ms` after the receipt, at most one per
 /// `CHECK_SPACING`, shared by every record waiting for it.

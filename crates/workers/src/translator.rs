@@ -177,8 +177,7 @@ fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
             // JSON-RPC rows are always deduplicated: both tools resend calls by design, and
             // their key is derived from the call (see tributary_sources::rpc::row).
             if let (true, Some(key)) = (settings.dedup.enabled || raw.rpc, n.idempotency_key.as_deref()) {
-                let window = settings.dedup.window_secs.min(i32::MAX as u64) as i32;
-                claim = Some(((raw.environment.clone(), raw.source.clone(), key.to_string()), window));
+                claim = Some(((raw.environment.clone(), raw.source.clone(), key.to_string()), settings.dedup.window_ttl_secs()));
             }
             record.normalized = Some(n);
         }
@@ -240,13 +239,28 @@ impl Handler for Translator {
                 *b = BatchState::default();
                 claimed.into_iter().collect()
             };
-            let failures: Vec<StoreError> = futures::stream::iter(claims)
-                .map(|(k, (id, window))| async move { self.store.write_claim(&k.0, &k.1, &k.2, &id, window).await })
+            let failures: Vec<(ClaimKey, String, StoreError)> = futures::stream::iter(claims)
+                .map(|(k, (id, window))| async move {
+                    let r = self.store.write_claim(&k.0, &k.1, &k.2, &id, window).await;
+                    (k, id, r)
+                })
                 .buffer_unordered(CLAIM_CONCURRENCY)
-                .filter_map(|r| async move { r.err() })
+                .filter_map(|(k, id, r)| async move { r.err().map(|e| (k, id, e)) })
                 .collect()
                 .await;
-            match failures.into_iter().next() {
+            let mut transient = None;
+            for (k, id, e) in failures {
+                if e.is_transient() {
+                    transient = Some(e);
+                } else {
+                    // The store will never take this claim (its read went through, so this is
+                    // not the key's size): the event goes on undeduplicated rather than stall
+                    // every batch after it. Said loudly, with what would have been claimed.
+                    metrics::DEDUP_CLAIMS_REFUSED.inc();
+                    tracing::error!(environment = %k.0, source = %k.1, event_id = %id, error = %e, "the store refused a dedup claim; the event goes on without it");
+                }
+            }
+            match transient {
                 // The transaction is aborted and the batch redone, claims and all.
                 Some(e) => Err(StageError::Transient(format!("writing the batch's dedup claims: {e}"))),
                 None => Ok(()),
