@@ -53,6 +53,9 @@ pub struct Args {
     /// minute (0: skip).
     #[arg(long, default_value = "0")]
     soak_secs: u64,
+    /// The soak's rate (events/s) instead of half of the maximum.
+    #[arg(long)]
+    soak_rate: Option<f64>,
     /// Also run the scaling run: an HTTP sink answering after 50 ms, 1, 2 and 4 executors.
     #[arg(long)]
     scaling: bool,
@@ -203,7 +206,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
 
     if a.soak_secs > 0 {
-        soak(&env, &store, &fleet, rate, a.soak_secs).await;
+        soak(&env, &store, &fleet, a.soak_rate.unwrap_or(rate), a.soak_rate.is_none(), a.soak_secs).await;
     }
     drop(fleet);
     if a.scaling {
@@ -418,8 +421,9 @@ fn lag_of(brokers: &str, group: &str, topic: &str) -> Option<i64> {
 }
 
 /// `secs` at `rate`: every minute, each stage's lag and each role's memory.
-async fn soak(env: &Env, store: &Store, fleet: &Fleet, rate: f64, secs: u64) {
-    println!("\n## Soak: {rate:.0} events/s for {secs} s (half of the maximum)\n");
+async fn soak(env: &Env, store: &Store, fleet: &Fleet, rate: f64, half: bool, secs: u64) {
+    let what = if half { "half of the maximum" } else { "--soak-rate" };
+    println!("\n## Soak: {rate:.0} events/s for {secs} s ({what})\n");
     println!("| minute | lag: {} | RSS MiB: {} |", STAGES.join(" / "), fleet.procs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(" / "));
     println!("|---|---|---|");
     let minutes = secs.div_ceil(60);
