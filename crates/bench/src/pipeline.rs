@@ -62,6 +62,10 @@ pub struct Args {
 }
 
 const LEVELS: [usize; 3] = [16, 64, 256];
+/// What each stage's figures are (see `stage_figures`).
+const STAGE_COLUMNS: &str = "mean records per transaction; mean ms per batch to collect / begin / process / commit / drain / offsets / end, \
+where the commit (from the end of processing) is mostly the drain (the last acknowledgements) and the end (the commit call), and the \
+offsets go into the transaction beside the processing; transactions; mean configuration wait per call";
 const STAGES: [&str; 4] = ["translator", "mapper", "executor", "action-log-writer"];
 
 struct Fleet {
@@ -173,7 +177,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         println!("- run {run}: {}", usage.micros_per(*events as f64));
     }
     sizing(&cpu_rows);
-    println!("\nStages at the maximum (mean records per transaction; mean ms per batch to collect / begin / process / commit (= drain + offsets + end); transactions):\n");
+    println!("\nStages at the maximum ({STAGE_COLUMNS}):\n");
     for (run, rows) in &stage_rows {
         println!("- run {run}: {}", rows.join("; "));
     }
@@ -194,7 +198,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
         a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.gateway_p99_ms
     );
-    println!("\nStages at half load (mean records per transaction; mean ms per batch to collect / begin / process / commit (= drain + offsets + end); transactions): {}", half_stages.join("; "));
+    println!("\nStages at half load ({STAGE_COLUMNS}): {}", half_stages.join("; "));
     for r in &a.at_rates {
         let before = fleet.scrape().await;
         let l = latency_phase(&store, &fleet, *r, a.latency_secs, 40_000_000 + (*r as u64) * 1_000).await;
@@ -202,7 +206,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             "\n| fixed rate: {r:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
             a.latency_secs, l.p50, l.p99, l.max, l.events, l.gateway_p99_ms
         );
-        println!("Stages at {r:.0} events/s: {}", stage_figures(&before, &fleet.scrape().await).join("; "));
+        println!("Stages at {r:.0} events/s ({STAGE_COLUMNS}): {}", stage_figures(&before, &fleet.scrape().await).join("; "));
     }
 
     if a.soak_secs > 0 {
@@ -357,7 +361,7 @@ fn stage_figures(before: &[(String, String)], after: &[(String, String)]) -> Vec
         let wait = d("tributary_stage_config_wait_seconds_sum", "") / d("tributary_stage_config_wait_seconds_count", "").max(1.0);
         if batches > 0.0 {
             out.push(format!(
-                "{name} {:.0} records, {} ms, {:.0} transactions, configuration wait {:.1} ms per call",
+                "{name} {:.0} records, {} ms, {:.0} transactions, configuration wait {:.1} ms",
                 records / batches,
                 phases.join(" / "),
                 commits,

@@ -21,10 +21,9 @@
 //! outside Kafka (store writes, HTTP calls) are not in the transaction: handlers keep those
 //! idempotent (upserts, a `success` check, idempotency keys), as in at-least-once mode.
 
-use crate::lanes::{stopped, Lanes, ReadyFn};
+use crate::lanes::{record_of, stopped, Lanes, ReadyFn};
 use crate::metrics::{BATCH_RECORDS, COMMIT_SECONDS, PHASE_SECONDS, TRANSACTIONS};
 use crate::producer::{Producer, TxnError};
-use crate::lanes::record_of;
 use crate::stage::{consumer_config, subscribe, Handler, Record, StageOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -138,12 +137,10 @@ pub(crate) async fn run<H: Handler + 'static>(
         if batch.is_empty() {
             continue;
         }
-        let phase = |name: &str, since: std::time::Instant| {
-            PHASE_SECONDS.with_label_values(&[&opts.group, name]).observe(since.elapsed().as_secs_f64());
-        };
         if let Some(at) = closes_at {
             // From the first record to the batch's close.
-            PHASE_SECONDS.with_label_values(&[&opts.group, "collect"]).observe((Instant::now() + max_wait - at).as_secs_f64());
+            let first = (at - max_wait).into_std();
+            phase(&opts.group, "collect", first);
         }
         let mut spans: HashMap<i32, Span> = HashMap::new();
         for m in &batch {
@@ -164,7 +161,7 @@ pub(crate) async fn run<H: Handler + 'static>(
             replace_producer(producer, &opts.group, &e.message, &mut shutdown).await?;
             retry_txn("begin transaction", &mut shutdown, || producer.begin_transaction()).await.map_err(|e| e.message)?;
         }
-        phase("begin", began);
+        phase(&opts.group, "begin", began);
         let processing = std::time::Instant::now();
         let n = batch.len();
         // The batch is prepared, handed to the lanes, and every dispatched record reported,
@@ -198,7 +195,7 @@ pub(crate) async fn run<H: Handler + 'static>(
             break 'batches;
         }
 
-        phase("process", processing);
+        phase(&opts.group, "process", processing);
 
         // 3. Commit.
         let started = std::time::Instant::now();
@@ -218,7 +215,7 @@ pub(crate) async fn run<H: Handler + 'static>(
             },
         };
         COMMIT_SECONDS.observe(started.elapsed().as_secs_f64());
-        phase("commit", started);
+        phase(&opts.group, "commit", started);
         match committed {
             Ok(()) => {
                 TRANSACTIONS.with_label_values(&[&opts.group, "committed"]).inc();
@@ -301,7 +298,7 @@ async fn send_offsets(
         producer.send_offsets(offsets.clone(), group).await
     })
     .await;
-    PHASE_SECONDS.with_label_values(&[group, "offsets"]).observe(t.elapsed().as_secs_f64());
+    phase(group, "offsets", t);
     r
 }
 
@@ -312,16 +309,18 @@ async fn commit(
     shutdown: &mut watch::Receiver<bool>,
     on_ready: &(dyn Fn(bool) + Send + Sync),
 ) -> Result<(), TxnError> {
-    let phase = |name: &str, since: std::time::Instant| {
-        PHASE_SECONDS.with_label_values(&[group, name]).observe(since.elapsed().as_secs_f64());
-    };
     let t = std::time::Instant::now();
     producer.wait_delivered(Duration::from_secs(30)).await;
-    phase("drain", t);
+    phase(group, "drain", t);
     let t = std::time::Instant::now();
     let r = retry_while_down("commit", shutdown, on_ready, || producer.commit_transaction()).await;
-    phase("end", t);
+    phase(group, "end", t);
     r
+}
+
+/// Time since `since`, as one batch's `phase` in `tributary_stage_phase_seconds`.
+fn phase(group: &str, phase: &str, since: std::time::Instant) {
+    PHASE_SECONDS.with_label_values(&[group, phase]).observe(since.elapsed().as_secs_f64());
 }
 
 /// Within a commit: retry a retriable failure for as long as it lasts (Kafka down or

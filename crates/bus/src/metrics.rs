@@ -40,11 +40,12 @@ pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
-/// Where a stage's batch cycle goes, per phase: `collect` (from the end of the last batch to
-/// the close of this one: waiting for records), `begin` (begin the transaction), `process`
-/// (the handlers, until every record of the batch is done), `commit` (offsets and commit).
-/// A record waits for the rest of its batch's cycle, so these add up to a stage's share of
-/// the end-to-end delay.
+/// Where a stage's batch cycle goes, per phase: `collect` (from the batch's first record to
+/// its close), `begin` (begin the transaction), `process` (the handlers, until every record of
+/// the batch is done; `offsets`, the consumed offsets sent into the transaction, runs beside
+/// it), `commit` (from the end of processing to the end of the commit: `drain`, the wait for
+/// the last acknowledgements, then `end`, the commit call). A record waits for the rest of its
+/// batch's cycle, so these make up a stage's share of the end-to-end delay.
 pub static PHASE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(

@@ -364,31 +364,19 @@ impl Producer {
         self.txn(move |p| p.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))).await
     }
 
-    /// Wait until every record sent is acknowledged (or `timeout` passes), in sub-millisecond
-    /// steps: see [`Self::commit_transaction`].
+    /// Wait until every record sent is acknowledged (or `timeout` passes). The stage loop
+    /// calls it before [`Self::commit_transaction`] to time the wait apart from the commit.
     pub async fn wait_delivered(&self, timeout: Duration) {
         let p = self.current();
-        let _ = tokio::task::spawn_blocking(move || {
-            let until = std::time::Instant::now() + timeout;
-            while p.in_flight_count() > 0 && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_micros(250));
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || drain(&p, timeout)).await;
     }
 
     pub async fn commit_transaction(&self) -> Result<(), TxnError> {
         const TIMEOUT: Duration = Duration::from_secs(30);
         self.txn(|p| {
-            // Wait for every record's acknowledgement here, in sub-millisecond steps (the
-            // producer's own thread serves the delivery reports), so that the flush inside
-            // rust-rdkafka's commit finds nothing in flight and returns at once instead of
-            // polling for a whole 100 ms (see the module comment). On timeout the commit
-            // below waits and reports as before.
-            let until = std::time::Instant::now() + TIMEOUT;
-            while p.in_flight_count() > 0 && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_micros(250));
-            }
+            // Nothing in flight (after `wait_delivered`, at once): the flush inside
+            // rust-rdkafka's commit then returns at once instead of polling for a whole 100 ms.
+            drain(p, TIMEOUT);
             p.commit_transaction(TIMEOUT)
         })
         .await
@@ -401,6 +389,16 @@ impl Producer {
     /// Is a broker reachable? (metadata request with a short timeout)
     pub fn reachable(&self, timeout: Duration) -> bool {
         self.current().client().fetch_metadata(None, Timeout::After(timeout)).map(|m| !m.brokers().is_empty()).unwrap_or(false)
+    }
+}
+
+/// Wait for every record's acknowledgement, in sub-millisecond steps (the producer's own
+/// thread serves the delivery reports), up to `timeout`; blocking. rust-rdkafka's own flush
+/// polls in whole 100 ms steps whenever anything is in flight (see the module comment).
+fn drain(p: &FutureProducer<StatsContext>, timeout: Duration) {
+    let until = std::time::Instant::now() + timeout;
+    while p.in_flight_count() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_micros(250));
     }
 }
 

@@ -27,7 +27,7 @@ pub struct Translator {
     pub producer: Producer,
     pub out_topic: String,
     /// The exactly-once batch in progress (empty otherwise).
-    pub batch: Mutex<BatchState>,
+    batch: Mutex<BatchState>,
 }
 
 impl Translator {
@@ -40,7 +40,7 @@ impl Translator {
 type ClaimKey = (String, String, String);
 
 /// What a raw item becomes before deduplication: its record, and the claim it must make.
-pub struct Translated {
+struct Translated {
     record: EventRecord,
     claim: Option<(ClaimKey, i32)>,
 }
@@ -48,7 +48,7 @@ pub struct Translated {
 /// The batch the stage is working through, from [`Handler::prepare`] to
 /// [`Handler::before_commit`].
 #[derive(Default)]
-pub struct BatchState {
+struct BatchState {
     /// Records translated ahead, by (partition, offset); each taken by its record's handler.
     prepared: HashMap<(i32, i64), Translated>,
     /// Who held each key when the batch was prepared (`None`: nobody). A key missing here
