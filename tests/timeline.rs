@@ -173,6 +173,51 @@ async fn listings_merge_slices_and_buckets_across_days_with_cursors_and_filters(
     reader.drop_keyspace().await.unwrap();
 }
 
+/// Many events logged at once, as the action-log writer does under load: every row and every
+/// timeline entry is stored, and the entries waiting for one timeline partition went together
+/// (fewer requests than statements), the two rows of an event in one request.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_written_at_once_are_all_stored_and_gathered_per_partition() {
+    use futures::StreamExt;
+    use tributary_store::counted::{REQUESTS, STATEMENTS};
+    let ks = unique("tlc");
+    let s = store(&ks, 4).await;
+    let now = chrono_now();
+    let n = 600usize;
+    let (stmts0, reqs0) = (STATEMENTS.get(), REQUESTS.get());
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let s = &s;
+            async move {
+                let (e, a) = (event(i, now - i as i64), action(i, now - i as i64));
+                s.write_logs(Some(&e), &[(&a, Some("wf"))], 3600).await
+            }
+        })
+        .buffer_unordered(200)
+        .collect()
+        .await;
+    assert!(results.iter().all(|r| r.is_ok()), "{:?}", results.iter().find(|r| r.is_err()));
+    let (stmts, reqs) = (STATEMENTS.get() - stmts0, REQUESTS.get() - reqs0);
+    // 4 statements per event (+ the slice index); the other test of this file may run beside
+    // this one, so the bound is loose: gathering has to show, not a particular ratio.
+    assert!(stmts >= 4 * n as u64, "{stmts} statements");
+    assert!((reqs as f64) < 0.75 * stmts as f64, "{reqs} requests for {stmts} statements: nothing was gathered");
+
+    let w = Window { until: now + 60_000, since: now - 3_600_000, after: None, limit: 1000 };
+    let events = s.page_events("development", &w, |_| true).await.unwrap().items;
+    let actions = s.page_actions("development", &w, |_| true).await.unwrap().items;
+    assert_eq!(events.len(), n);
+    assert_eq!(actions.len(), n);
+    for i in [0, n / 2, n - 1] {
+        let e = s.get_event_log(&format!("evt-{i:04}")).await.unwrap().expect("event row");
+        assert_eq!(e.raw, json!({"i": i}));
+        let a = s.action_logs_for_event(&format!("evt-{i:04}")).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].action_id, format!("act-{i:04}"));
+    }
+    s.drop_keyspace().await.unwrap();
+}
+
 fn chrono_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

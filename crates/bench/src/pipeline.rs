@@ -2,13 +2,14 @@
 //! its own process), against the least any pipeline that logs events and actions must write.
 //!
 //! The ceiling: each event's event-log row and action-log row, with their timeline rows, as
-//! the pipeline writes them, sent by the scylla driver with 16, 64 and 256 events in flight
+//! the pipeline writes them (the store's `write_logs`: the two rows as one single-partition
+//! batch, the timeline entries gathered per partition), with 16, 64 and 256 events in flight
 //! (the best counts). A one-at-a-time loop would measure the database's round trip, not what
 //! it can take. Both JVMs are warmed first (their JIT moves the figures), and the whole
 //! measurement runs `--runs` times (2 by default), each run reported.
 //!
-//! Beside each figure: the CQL statements the pipeline sent per event (from every worker's
-//! `tributary_store_statements_total`) and the CPU per event of every process (gateway, each
+//! Beside each figure: the CQL statements and requests the pipeline sent per event (from every
+//! worker's `tributary_store_statements_total` and `tributary_store_requests_total`) and the CPU per event of every process (gateway, each
 //! stage, Kafka, Cassandra), from which the README's sizing rule is derived.
 
 use crate::load::Body;
@@ -118,12 +119,15 @@ impl Fleet {
         out
     }
 
-    async fn statements(&self) -> f64 {
-        let mut total = 0.0;
+    /// CQL statements and requests (a batch is one request, of many statements) sent so far.
+    async fn statements(&self) -> (f64, f64) {
+        let (mut statements, mut requests) = (0.0, 0.0);
         for (_, port) in self.workers() {
-            total += sample_sum(&crate::procs::scrape(*port).await, "tributary_store_statements_total", "");
+            let text = crate::procs::scrape(*port).await;
+            statements += sample_sum(&text, "tributary_store_statements_total", "");
+            requests += sample_sum(&text, "tributary_store_requests_total", "");
         }
-        total
+        (statements, requests)
     }
 }
 
@@ -140,7 +144,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     ceiling(&store, a.warmup_events, 64, "warm").await?;
     pipeline_max(&store, &fleet, a.warmup_events, 0).await?;
 
-    println!("| run | two-row ceiling, events/s (16 / 64 / 256 in flight) | pipeline, events/s | pipeline / two-row ceiling | CQL statements per event | delay p50 / p99 / max at maximum, ms |");
+    println!("| run | two-row ceiling, events/s (16 / 64 / 256 in flight) | pipeline, events/s | pipeline / two-row ceiling | CQL statements / requests per event | delay p50 / p99 / max at maximum, ms |");
     println!("|---|---|---|---|---|---|");
     let mut best_pipeline = 0.0f64;
     let mut cpu_rows = Vec::new();
@@ -158,10 +162,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let m = pipeline_max(&store, &fleet, a.events, run as u64 * 10_000_000).await?;
         let usage = shares.usage();
         stage_rows.push((run, stage_figures(&metrics_before, &fleet.scrape().await)));
-        let per_event = (fleet.statements().await - stmts_before) / m.events as f64;
+        let stmts_after = fleet.statements().await;
+        let per_event = (stmts_after.0 - stmts_before.0) / m.events as f64;
+        let requests_per_event = (stmts_after.1 - stmts_before.1) / m.events as f64;
         best_pipeline = best_pipeline.max(m.eps);
         println!(
-            "| {run} | **{:.0}** ({}) | **{:.0}** | **{:.2}** | {per_event:.2} | {} / {} / {} |",
+            "| {run} | **{:.0}** ({}) | **{:.0}** | **{:.2}** | {per_event:.2} / {requests_per_event:.2} | {} / {} / {} |",
             best,
             levels.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" / "),
             m.eps,
@@ -245,8 +251,7 @@ async fn ceiling(store: &Store, events: usize, in_flight: usize, tag: &str) -> a
         .map(|i| {
             let (e, ac) = rows(i, tag);
             async move {
-                let (a, b) = futures::join!(store.write_event_log(&e, 86_400), store.write_action_log(&ac, Some("order-completed"), 86_400));
-                a.and(b)
+                store.write_logs(Some(&e), &[(&ac, Some("order-completed"))], 86_400).await
             }
         })
         .buffer_unordered(in_flight);

@@ -3,6 +3,8 @@
 //! `tributary_store_statements_total` is how many CQL statements a process has sent (a paged
 //! read counts once): the bench divides it by events to show what one event costs the
 //! database, a figure that has to come from what ran, not from reading the code.
+//! `tributary_store_requests_total` counts requests (an unlogged batch of many statements is
+//! one): what the database parses, coordinates and answers.
 
 use scylla::client::pager::QueryPager;
 use scylla::client::session::Session;
@@ -17,6 +19,13 @@ pub static STATEMENTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     let c = prometheus::IntCounter::new("tributary_store_statements_total", "CQL statements sent to the database").unwrap();
     let _ = prometheus::default_registry().register(Box::new(c.clone()));
     LazyLock::force(&ERRORS); // exported (at 0) from the first statement on
+    LazyLock::force(&REQUESTS);
+    c
+});
+
+pub static REQUESTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    let c = prometheus::IntCounter::new("tributary_store_requests_total", "CQL requests sent to the database (a batch counts once)").unwrap();
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
     c
 });
 
@@ -40,16 +49,19 @@ pub struct CountedSession(pub(crate) Session);
 impl CountedSession {
     pub async fn execute_unpaged(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc();
+        REQUESTS.inc();
         counted(self.0.execute_unpaged(st, values).await)
     }
 
     pub async fn query_unpaged(&self, st: impl Into<Statement>, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc();
+        REQUESTS.inc();
         counted(self.0.query_unpaged(st, values).await)
     }
 
     pub async fn query_iter(&self, st: impl Into<Statement>, values: impl SerializeRow) -> Result<QueryPager, PagerExecutionError> {
         STATEMENTS.inc();
+        REQUESTS.inc();
         counted(self.0.query_iter(st, values).await)
     }
 
@@ -59,6 +71,7 @@ impl CountedSession {
         values: impl scylla::serialize::batch::BatchValues,
     ) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc_by(batch.statements.len() as u64);
+        REQUESTS.inc();
         counted(self.0.batch(batch, values).await)
     }
 }

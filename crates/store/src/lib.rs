@@ -9,6 +9,7 @@
 
 pub mod audiences;
 pub mod cache;
+mod coalesce;
 pub mod config;
 pub mod counted;
 mod counters;
@@ -28,7 +29,7 @@ use scylla::client::session_builder::SessionBuilder;
 use std::sync::Arc;
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The database could not be reached or did not answer: worth retrying.
     #[error("database unavailable: {0}")]
@@ -92,6 +93,9 @@ pub struct Store {
     pub(crate) buckets: i32,
     pub(crate) slices: Arc<timeline::SliceIndex>,
     pub(crate) counters: Arc<counters::Counters>,
+    /// Timeline entries, sent a partition's waiting entries at a time (coalesce.rs).
+    pub(crate) event_timeline: Arc<coalesce::Coalescer<logs::EventTimelineRow>>,
+    pub(crate) action_timeline: Arc<coalesce::Coalescer<logs::ActionTimelineRow>>,
 }
 
 impl Store {
@@ -116,6 +120,8 @@ impl Store {
 
     fn with(session: Session, keyspace: &str, stmts: schema::Statements) -> Store {
         Store {
+            event_timeline: coalesce::Coalescer::new(stmts.insert_event_timeline.clone()),
+            action_timeline: coalesce::Coalescer::new(stmts.insert_action_timeline.clone()),
             session: Arc::new(counted::CountedSession(session)),
             ks: keyspace.to_string(),
             stmts: Arc::new(stmts),

@@ -350,20 +350,11 @@ impl Handler for LogWriter {
         Box::pin(async move {
             let report: ExecutionReport = serde_json::from_slice(rec.payload)
                 .map_err(|e| StageError::Permanent(format!("action-logs record is not an ExecutionReport: {e}")))?;
-            // The event log and every action log are independent upserts: all at once, one
-            // round trip for the report.
-            let event = async {
-                match &report.event_log {
-                    Some(log) => self.store.write_event_log(log, report.ttl_secs).await,
-                    None => Ok(()),
-                }
-            };
-            let actions = futures::future::try_join_all(
-                report.actions.iter().map(|a| self.store.write_action_log(&a.log, a.workflow.as_deref(), report.ttl_secs)),
-            );
-            let (e, a) = futures::join!(event, actions);
-            e.map_err(transient)?;
-            a.map_err(transient)?;
+            // The event log and its action logs: one request for the rows (they share the
+            // event's partition), the timeline entries gathered with other reports' (store's
+            // write_logs).
+            let actions: Vec<_> = report.actions.iter().map(|a| (&a.log, a.workflow.as_deref())).collect();
+            self.store.write_logs(report.event_log.as_ref(), &actions, report.ttl_secs).await.map_err(transient)?;
             if let Some(log) = &report.event_log {
                 count(&self.store, log);
             }
