@@ -204,6 +204,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
         a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.gateway_p99_ms
     );
+    println!("\nCPU at half load (% of one core): {}", lat.cpu);
+    println!("CPU at light load (% of one core): {}", light.cpu);
     println!("\nStages at half load ({STAGE_COLUMNS}): {}", half_stages.join("; "));
     for r in &a.at_rates {
         let before = fleet.scrape().await;
@@ -212,6 +214,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             "\n| fixed rate: {r:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
             a.latency_secs, l.p50, l.p99, l.max, l.events, l.gateway_p99_ms
         );
+        println!("CPU at {r:.0} events/s (% of one core): {}", l.cpu);
         println!("Stages at {r:.0} events/s ({STAGE_COLUMNS}): {}", stage_figures(&before, &fleet.scrape().await).join("; "));
     }
 
@@ -330,6 +333,9 @@ struct Latency {
     p99: i64,
     max: i64,
     gateway_p99_ms: f64,
+    /// CPU of every role while the events went through, in % of one core (is the machine
+    /// saturated at this rate, and by whom).
+    cpu: String,
 }
 
 async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_base: u64) -> Latency {
@@ -338,11 +344,13 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
         .map(|i| Body { bytes: Arc::new(segment_track(id_base + i as u64).to_string().into_bytes()), events: 1 })
         .collect();
     let since = chrono::Utc::now().timestamp_millis();
+    let shares = CpuShares::start(&fleet.pids());
     let r = crate::load::open_loop(&fleet.url, &singles, rate, 256, Duration::from_secs(secs)).await;
     let mut d: Vec<i64> = wait_for_actions(store, since, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
+    let cpu = shares.usage().percent();
     d.sort_unstable();
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
-    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99) }
+    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu }
 }
 
 /// Per worker process over a phase: mean records per transaction, the mean time of each
