@@ -189,7 +189,7 @@ async fn logs_written_at_once_are_all_stored_and_gathered_per_partition() {
         .map(|i| {
             let s = &s;
             async move {
-                let (e, a) = (event(i, now - i as i64), action(i, now - i as i64));
+                let (e, a) = (tributary_model::EventLogRecord::from(&event(i, now - i as i64)), action(i, now - i as i64));
                 s.write_logs(Some(&e), &[(&a, Some("wf"))], 3600).await
             }
         })

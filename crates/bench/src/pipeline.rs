@@ -253,6 +253,7 @@ async fn ceiling(store: &Store, events: usize, in_flight: usize, tag: &str) -> a
     let mut writes = futures::stream::iter(0..events)
         .map(|i| {
             let (e, ac) = rows(i, tag);
+            let e = tributary_model::EventLogRecord::from(&e);
             async move {
                 store.write_logs(Some(&e), &[(&ac, Some("order-completed"))], 86_400).await
             }

@@ -21,9 +21,10 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tributary_bus::{Handler, Producer, Record, StageError};
 use tributary_model::{
-    ActionCommand, ActionLog, ActionPayload, ActionPlan, ActionStatus, EnvironmentSettings, EventLog, EventRecord,
+    ActionCommand, ActionLog, ActionPayload, ActionPlan, ActionStatus, EnvironmentSettings, EventLogRecord, EventRecord,
     ExecutionReport, ReportedAction,
 };
+use tributary_model::log::null;
 use tributary_sources::identify::deep_merge;
 use tributary_sources::templates::DEFAULT_RETENTION_DAYS;
 use tributary_store::{ConfigCache, Store, StoreError};
@@ -65,9 +66,17 @@ fn transient(e: StoreError) -> StageError {
     }
 }
 
-pub fn event_log_of(e: &EventRecord) -> EventLog {
+/// The event's log, as it goes to the store: the item as received and its normalized form as
+/// JSON text, each written once here and never parsed again on the way (see
+/// [`EventLogRecord`]).
+pub fn event_log_of(e: &EventRecord) -> EventLogRecord {
     let n = e.normalized.as_ref();
-    EventLog {
+    let raw = match (&e.raw, n) {
+        (Some(raw), _) => raw.clone(),
+        (None, Some(n)) => serde_json::value::to_raw_value(&n.event).unwrap_or_else(|_| null()),
+        (None, None) => null(),
+    };
+    EventLogRecord {
         event_id: e.event_id.clone(),
         request_id: e.request_id.clone(),
         source: e.source.clone(),
@@ -79,12 +88,11 @@ pub fn event_log_of(e: &EventRecord) -> EventLog {
         error_code: e.error.as_ref().map(|x| x.code.clone()),
         error_message: e.error.as_ref().map(|x| x.message.clone()),
         verification: e.verification.clone(),
-        raw: serde_json::from_str(&e.raw_text()).unwrap_or(Value::Null),
-        normalized: n.and_then(|n| serde_json::to_value(n).ok()),
+        raw,
+        normalized: n.and_then(|n| serde_json::value::to_raw_value(n).ok()),
         duplicate_of: e.duplicate_of.clone(),
         received_at: e.received_at,
         inserted_at: chrono::Utc::now().timestamp_millis(),
-        ttl: None,
     }
 }
 
@@ -312,27 +320,27 @@ impl Handler for Executor {
 }
 
 /// Say in an event log that its record was parked on the dead-letter topic.
-async fn log_dead_lettered(store: &Store, mut log: EventLog, bytes: usize, error: &str) {
+async fn log_dead_lettered(store: &Store, mut log: EventLogRecord, bytes: usize, error: &str) {
     log.status = tributary_model::EventStatus::DeadLettered.as_str().to_string();
     log.error_code = Some("dead_lettered".into());
     log.error_message = Some(error.to_string());
     // The full record may be what the store refused: keep a note of its size only.
-    log.raw = json!({"dead_lettered_bytes": bytes});
+    log.raw = serde_json::value::to_raw_value(&json!({"dead_lettered_bytes": bytes})).unwrap_or_else(|_| null());
     log.normalized = None;
-    if let Err(e) = store.write_event_log(&log, DEFAULT_RETENTION_DAYS as i32 * 86_400).await {
+    if let Err(e) = store.write_logs(Some(&log), &[], DEFAULT_RETENTION_DAYS as i32 * 86_400).await {
         tracing::warn!(event_id = %log.event_id, error = %e, "could not log the dead-lettered event");
     }
 }
 
 /// The event log and the event's counts (known events, daily volume; added up in memory and
 /// flushed once per key per second, see the store's counters).
-async fn write_event_log(store: &Store, log: &EventLog, ttl: i32) -> Result<(), StageError> {
-    store.write_event_log(log, ttl).await.map_err(transient)?;
+async fn write_event_log(store: &Store, log: &EventLogRecord, ttl: i32) -> Result<(), StageError> {
+    store.write_logs(Some(log), &[], ttl).await.map_err(transient)?;
     count(store, log);
     Ok(())
 }
 
-fn count(store: &Store, log: &EventLog) {
+fn count(store: &Store, log: &EventLogRecord) {
     if let Some(t) = &log.event_type {
         store.count_event(&log.source, &log.environment, t, log.name.as_deref(), log.received_at);
     }
