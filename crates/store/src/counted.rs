@@ -29,10 +29,10 @@ pub static REQUESTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     c
 });
 
-/// Statements that failed (unreachable, timed out, refused): the alert TributaryCassandraErrors
-/// divides it by `tributary_store_statements_total`.
+/// Requests that failed (unreachable, timed out, refused): the alert TributaryCassandraErrors
+/// divides it by `tributary_store_requests_total` (a failed batch is one failed request).
 pub static ERRORS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
-    let c = prometheus::IntCounter::new("tributary_store_errors_total", "CQL statements that failed").unwrap();
+    let c = prometheus::IntCounter::new("tributary_store_errors_total", "CQL requests that failed (a batch counts once)").unwrap();
     let _ = prometheus::default_registry().register(Box::new(c.clone()));
     c
 });
