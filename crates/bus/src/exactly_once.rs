@@ -15,6 +15,9 @@
 //! 3. Commit: wait for the acknowledgement of every record produced, and commit. If the commit
 //!    must be aborted, abort, seek every partition back to the batch's first offset and go on:
 //!    the aborted outputs are invisible to `read_committed` readers and the batch is done again.
+//!    A commit that failed fatally may still have completed (a fresh client's
+//!    `init_transactions` finishes a commit the coordinator had begun): then the loop reads
+//!    from the group's committed offsets instead, so a batch that did commit is not done twice.
 //!
 //! A process killed mid-batch leaves an open transaction; the next process with the same
 //! transactional id aborts it in `init_transactions`, and readers never see its outputs. Effects
@@ -246,6 +249,9 @@ pub(crate) async fn run<H: Handler + 'static>(
                 // restarting, a commit still settling in the background) are waited out. A
                 // fatal one, of the commit or of the abort, is not a reason to stop the stage:
                 // a fresh producer's `init_transactions` aborts the open transaction for us.
+                // Unless the commit had reached the coordinator: then it completes it (KIP-98),
+                // and the outcome of a commit that failed fatally is not known here.
+                let outcome_unknown = matches!(e, TxnError::Fatal(_));
                 let aborted = match e {
                     TxnError::Fatal(e) => Err(TxnFailure { message: e, recoverable: true }),
                     _ => retry_txn("abort transaction", &mut shutdown, || producer.abort_transaction()).await,
@@ -259,8 +265,10 @@ pub(crate) async fn run<H: Handler + 'static>(
                     }
                     replace_producer(producer, &opts.group, &e.message, &mut shutdown).await?;
                 }
+                let committed = if outcome_unknown { committed_offsets(&consumer, &opts.topic, &spans) } else { HashMap::new() };
                 for (partition, span) in &spans {
-                    if let Err(e) = consumer.seek(&opts.topic, *partition, Offset::Offset(span.first), Duration::from_secs(10)) {
+                    let to = committed.get(partition).copied().unwrap_or(span.first);
+                    if let Err(e) = consumer.seek(&opts.topic, *partition, Offset::Offset(to), Duration::from_secs(10)) {
                         // Not ours any more: its next owner starts at the committed offset anyway.
                         tracing::info!(partition, error = %e, "rewind after abort");
                     }
@@ -271,6 +279,33 @@ pub(crate) async fn run<H: Handler + 'static>(
     let _ = lanes.close().await;
     tracing::info!(stage = %opts.group, "stage stopped; last transaction committed");
     Ok(())
+}
+
+/// Where to read a batch's partitions again after a commit whose outcome is unknown: the group's
+/// committed offsets, once the new client's `init_transactions` has settled the transaction
+/// (a `read_committed` consumer's offset fetch waits for pending transactional offsets,
+/// KIP-447). If the commit went through, that is past the batch, which is not done again; if it
+/// was aborted, the batch's first offset or earlier. Partitions whose offset cannot be fetched
+/// are read again from the batch's first offset (a redo may then repeat outputs: logged).
+fn committed_offsets(consumer: &StreamConsumer<StageContext>, topic: &str, spans: &HashMap<i32, Span>) -> HashMap<i32, i64> {
+    let mut tpl = TopicPartitionList::new();
+    for partition in spans.keys() {
+        tpl.add_partition(topic, *partition);
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(tpl) => tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "committed offsets unknown after a failed commit; the batch is done again and may repeat outputs");
+            HashMap::new()
+        }
+    }
 }
 
 /// The consumed offsets of a batch (the next offset to read, per partition), sent into its
