@@ -316,12 +316,21 @@ impl Producer {
 
     /// Records waiting in the local queue (for the queue-depth gauge).
     pub fn in_flight(&self) -> i32 {
-        self.current().in_flight_count()
+        self.clients().iter().map(|p| p.in_flight_count()).sum()
     }
 
-    /// Wait for everything queued to be acknowledged (shutdown).
+    /// Wait for everything queued to be acknowledged (shutdown), on every client.
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.current().flush(Timeout::After(timeout));
+        let until = std::time::Instant::now() + timeout;
+        for p in self.clients() {
+            let _ = p.flush(Timeout::After(until.saturating_duration_since(std::time::Instant::now())));
+        }
+    }
+
+    /// Every client (both of a transactional producer: the one not in use may still hold the
+    /// last transaction's records).
+    fn clients(&self) -> Vec<FutureProducer<StatsContext>> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).list.clone()
     }
 
     /// Transactions: each call blocks on the broker, so it runs off the async threads.
