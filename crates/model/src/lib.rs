@@ -14,7 +14,7 @@ pub mod source;
 pub use action::{ActionCommand, AudienceMember, ActionPayload, ActionPlan, ActionType, WorkflowTrigger};
 pub use event::{EventRecord, EventStatus, ItemError, NormalizedEvent, RawEvent};
 pub use path::{Path, PathError};
-pub use log::{ActionLog, ActionStatus, EventLog, EventLogRecord, ExecutionReport, ReportedAction};
+pub use log::{ActionLog, ActionStatus, EventLog, EventLogOf, EventLogRecord, ExecutionReport, ReportedAction};
 pub use source::{
     BodyFormat,
     DedupSettings, EnvironmentSettings, Mapping, PathSettings, SinkSettings, Source, Template,

@@ -34,9 +34,11 @@ impl fmt::Display for ActionStatus {
     }
 }
 
-/// One event, raw and normalized, and what became of it.
+/// One event, raw and normalized, and what became of it. `P` is how its two JSON payloads are
+/// held: as trees in [`EventLog`] (what users query), as text in [`EventLogRecord`] (on the
+/// way to the store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventLog {
+pub struct EventLogOf<P> {
     pub event_id: String,
     pub request_id: String,
     pub source: String,
@@ -48,10 +50,10 @@ pub struct EventLog {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub verification: String,
-    /// The item as received (JSON text).
-    pub raw: Value,
+    /// The item as received.
+    pub raw: P,
     /// The normalized form, when there is one.
-    pub normalized: Option<Value>,
+    pub normalized: Option<P>,
     pub duplicate_of: Option<String>,
     pub received_at: i64,
     pub inserted_at: i64,
@@ -60,53 +62,45 @@ pub struct EventLog {
     pub ttl: Option<i32>,
 }
 
-/// An event log on its way to the store (executor → action-logs topic → log writer → CQL):
-/// [`EventLog`] with the item as received and its normalized form kept as JSON text. Passing
-/// it along then builds no JSON trees: the executor writes the text once, the log writer reads
-/// it back as text and hands it to the store as is. (As trees, the payload was parsed and
-/// serialized twice more per event; `perf` on the executor under load showed allocation and
-/// `serde_json` trees as its largest CPU share.)
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventLogRecord {
-    pub event_id: String,
-    pub request_id: String,
-    pub source: String,
-    pub environment: String,
-    pub event_type: Option<String>,
-    pub name: Option<String>,
-    pub user_id: Option<String>,
-    pub status: String,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub verification: String,
-    pub raw: Box<RawValue>,
-    pub normalized: Option<Box<RawValue>>,
-    pub duplicate_of: Option<String>,
-    pub received_at: i64,
-    pub inserted_at: i64,
+/// An event log as users query it.
+pub type EventLog = EventLogOf<Value>;
+
+/// An event log on its way to the store (executor → action-logs topic → log writer → CQL), with
+/// the item as received and its normalized form kept as JSON text. Passing it along then
+/// builds no JSON trees: the executor writes the text once, the log writer reads it back as
+/// text and hands it to the store as is. (As trees, the payload was parsed and serialized twice
+/// more per event; `perf` on the executor under load showed allocation and `serde_json` trees
+/// as its largest CPU share.)
+pub type EventLogRecord = EventLogOf<Box<RawValue>>;
+
+impl<P> EventLogOf<P> {
+    /// The same log with its payloads converted by `f`.
+    pub fn map_payloads<Q>(&self, f: impl Fn(&P) -> Q) -> EventLogOf<Q> {
+        EventLogOf {
+            event_id: self.event_id.clone(),
+            request_id: self.request_id.clone(),
+            source: self.source.clone(),
+            environment: self.environment.clone(),
+            event_type: self.event_type.clone(),
+            name: self.name.clone(),
+            user_id: self.user_id.clone(),
+            status: self.status.clone(),
+            error_code: self.error_code.clone(),
+            error_message: self.error_message.clone(),
+            verification: self.verification.clone(),
+            raw: f(&self.raw),
+            normalized: self.normalized.as_ref().map(&f),
+            duplicate_of: self.duplicate_of.clone(),
+            received_at: self.received_at,
+            inserted_at: self.inserted_at,
+            ttl: self.ttl,
+        }
+    }
 }
 
 impl From<&EventLog> for EventLogRecord {
     fn from(l: &EventLog) -> Self {
-        let text = |v: &Value| serde_json::value::to_raw_value(v).unwrap_or_else(|_| null());
-        EventLogRecord {
-            event_id: l.event_id.clone(),
-            request_id: l.request_id.clone(),
-            source: l.source.clone(),
-            environment: l.environment.clone(),
-            event_type: l.event_type.clone(),
-            name: l.name.clone(),
-            user_id: l.user_id.clone(),
-            status: l.status.clone(),
-            error_code: l.error_code.clone(),
-            error_message: l.error_message.clone(),
-            verification: l.verification.clone(),
-            raw: text(&l.raw),
-            normalized: l.normalized.as_ref().map(text),
-            duplicate_of: l.duplicate_of.clone(),
-            received_at: l.received_at,
-            inserted_at: l.inserted_at,
-        }
+        l.map_payloads(|v| serde_json::value::to_raw_value(v).unwrap_or_else(|_| null()))
     }
 }
 

@@ -93,6 +93,7 @@ pub fn event_log_of(e: &EventRecord) -> EventLogRecord {
         duplicate_of: e.duplicate_of.clone(),
         received_at: e.received_at,
         inserted_at: chrono::Utc::now().timestamp_millis(),
+        ttl: None,
     }
 }
 
