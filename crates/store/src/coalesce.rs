@@ -48,16 +48,19 @@ impl<R> Default for Partition<R> {
 /// Writes rows of one prepared INSERT, gathered per partition.
 pub(crate) struct Coalescer<R> {
     statement: PreparedStatement,
+    /// The partition a row belongs to (read from the row: it cannot disagree with it).
+    partition_of: fn(&R) -> PartitionKey,
     partitions: Mutex<HashMap<PartitionKey, Partition<R>>>,
 }
 
 impl<R: SerializeRow + Send + Sync + 'static> Coalescer<R> {
-    pub(crate) fn new(statement: PreparedStatement) -> Arc<Self> {
-        Arc::new(Coalescer { statement, partitions: Mutex::default() })
+    pub(crate) fn new(statement: PreparedStatement, partition_of: fn(&R) -> PartitionKey) -> Arc<Self> {
+        Arc::new(Coalescer { statement, partition_of, partitions: Mutex::default() })
     }
 
-    /// Write `row` (which belongs to `partition`); returns once it is written.
-    pub(crate) async fn write(self: &Arc<Self>, session: &Arc<CountedSession>, partition: PartitionKey, row: R) -> Result<(), StoreError> {
+    /// Write `row`; returns once it is written.
+    pub(crate) async fn write(self: &Arc<Self>, session: &Arc<CountedSession>, row: R) -> Result<(), StoreError> {
+        let partition = (self.partition_of)(&row);
         let (tx, rx) = oneshot::channel();
         let idle = {
             let mut parts = self.partitions.lock().unwrap();

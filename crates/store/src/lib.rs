@@ -120,8 +120,8 @@ impl Store {
 
     fn with(session: Session, keyspace: &str, stmts: schema::Statements) -> Store {
         Store {
-            event_timeline: coalesce::Coalescer::new(stmts.insert_event_timeline.clone()),
-            action_timeline: coalesce::Coalescer::new(stmts.insert_action_timeline.clone()),
+            event_timeline: coalesce::Coalescer::new(stmts.insert_event_timeline.clone(), logs::event_timeline_partition),
+            action_timeline: coalesce::Coalescer::new(stmts.insert_action_timeline.clone(), logs::action_timeline_partition),
             session: Arc::new(counted::CountedSession(session)),
             ks: keyspace.to_string(),
             stmts: Arc::new(stmts),

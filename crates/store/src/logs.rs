@@ -3,6 +3,7 @@
 //! its timeline (timeline.rs: a partition per environment, minute and bucket) that lists
 //! newest first.
 
+use crate::coalesce::PartitionKey;
 use crate::timeline::{bucket_of, slice_of, Kind};
 use crate::{db, now_ms, unavailable, Store, StoreError};
 use scylla::serialize::row::SerializeRow;
@@ -82,10 +83,51 @@ type ActionRow = (
     Option<i32>,
 );
 
-/// An event-timeline row (owned: it waits in the [`Coalescer`](crate::coalesce) for its batch).
+/// An event-timeline row (owned: it waits in the [`Coalescer`](crate::coalesce) for its batch);
+/// its first three values are its partition.
 pub(crate) type EventTimelineRow = (String, i64, i32, i64, String, String, Option<String>, Option<String>, Option<String>, String, i32);
-/// An action-timeline row.
+/// An action-timeline row, partition first as well.
 pub(crate) type ActionTimelineRow = (String, i64, i32, i64, String, String, String, String, String, Option<String>, i32);
+
+pub(crate) fn event_timeline_partition(r: &EventTimelineRow) -> PartitionKey {
+    (r.0.clone(), r.1, r.2)
+}
+
+pub(crate) fn action_timeline_partition(r: &ActionTimelineRow) -> PartitionKey {
+    (r.0.clone(), r.1, r.2)
+}
+
+fn event_timeline_row(log: &EventLogRecord, buckets: i32, ttl_secs: i32) -> EventTimelineRow {
+    (
+        log.environment.clone(),
+        slice_of(log.received_at),
+        bucket_of(&log.event_id, buckets),
+        log.received_at,
+        log.event_id.clone(),
+        log.source.clone(),
+        log.event_type.clone(),
+        log.name.clone(),
+        log.user_id.clone(),
+        log.status.clone(),
+        ttl_secs,
+    )
+}
+
+fn action_timeline_row(log: &ActionLog, workflow: Option<&str>, buckets: i32, ttl_secs: i32) -> ActionTimelineRow {
+    (
+        log.environment.clone(),
+        slice_of(log.inserted_at),
+        bucket_of(&log.action_id, buckets),
+        log.inserted_at,
+        log.action_id.clone(),
+        log.event_id.clone(),
+        log.source.clone(),
+        log.action_type.clone(),
+        log.status.clone(),
+        workflow.map(str::to_string),
+        ttl_secs,
+    )
+}
 
 type Values<'a> = Box<dyn SerializeRow + Send + Sync + 'a>;
 
@@ -181,43 +223,13 @@ impl Store {
                 }
             }
         };
-        let mut timelines: Vec<futures::future::BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        let mut timelines: Vec<futures::future::BoxFuture<'_, Result<(), StoreError>>> = Vec::with_capacity(2 * (1 + actions.len()));
         if let Some(log) = event {
-            let slice = slice_of(log.received_at);
-            let bucket = bucket_of(&log.event_id, self.buckets);
-            let row: EventTimelineRow = (
-                log.environment.clone(),
-                slice,
-                bucket,
-                log.received_at,
-                log.event_id.clone(),
-                log.source.clone(),
-                log.event_type.clone(),
-                log.name.clone(),
-                log.user_id.clone(),
-                log.status.clone(),
-                ttl_secs,
-            );
-            timelines.push(Box::pin(self.event_timeline.write(&self.session, (log.environment.clone(), slice, bucket), row)));
+            timelines.push(Box::pin(self.event_timeline.write(&self.session, event_timeline_row(log, self.buckets, ttl_secs))));
             timelines.push(Box::pin(self.index_slice(&log.environment, Kind::Events, log.received_at, ttl_secs)));
         }
         for (log, workflow) in actions {
-            let slice = slice_of(log.inserted_at);
-            let bucket = bucket_of(&log.action_id, self.buckets);
-            let row: ActionTimelineRow = (
-                log.environment.clone(),
-                slice,
-                bucket,
-                log.inserted_at,
-                log.action_id.clone(),
-                log.event_id.clone(),
-                log.source.clone(),
-                log.action_type.clone(),
-                log.status.clone(),
-                workflow.map(str::to_string),
-                ttl_secs,
-            );
-            timelines.push(Box::pin(self.action_timeline.write(&self.session, (log.environment.clone(), slice, bucket), row)));
+            timelines.push(Box::pin(self.action_timeline.write(&self.session, action_timeline_row(log, *workflow, self.buckets, ttl_secs))));
             timelines.push(Box::pin(self.index_slice(&log.environment, Kind::Actions, log.inserted_at, ttl_secs)));
         }
         let (rows, timelines) = futures::join!(rows, futures::future::join_all(timelines));

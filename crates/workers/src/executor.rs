@@ -16,7 +16,7 @@
 //! - At-least-once mode ([`LogPath::Direct`]): the event log first (an upsert keyed by event
 //!   id, so retries write it once), then each action's log right after the action.
 
-use crate::metrics;
+use crate::{metrics, store_error};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tributary_bus::{Handler, Producer, Record, StageError};
@@ -27,7 +27,7 @@ use tributary_model::{
 use tributary_model::log::null;
 use tributary_sources::identify::deep_merge;
 use tributary_sources::templates::DEFAULT_RETENTION_DAYS;
-use tributary_store::{ConfigCache, Store, StoreError};
+use tributary_store::{ConfigCache, Store};
 use tributary_model::SinkSettings;
 use crate::sink::{self, HttpSink, SinkResult};
 
@@ -57,14 +57,6 @@ struct Outcome {
     external: bool,
 }
 
-/// A store failure as the stage loop sees it: retry later, or give up on the record.
-fn transient(e: StoreError) -> StageError {
-    if e.is_transient() {
-        StageError::Transient(e.to_string())
-    } else {
-        StageError::Permanent(e.to_string())
-    }
-}
 
 /// The event's log, as it goes to the store: the item as received and its normalized form as
 /// JSON text, each written once here and never parsed again on the way (see
@@ -115,7 +107,7 @@ impl Executor {
             // Kafka (the HTTP sink). In exactly-once mode with the Kafka sink, a redelivery means
             // the earlier attempt's transaction aborted, and its trigger and logs with it.
             let previous = if direct || external_sink {
-                self.store.action_status(&plan.event.event_id, &cmd.action_id).await.map_err(transient)?
+                self.store.action_status(&plan.event.event_id, &cmd.action_id).await.map_err(store_error)?
             } else {
                 None
             };
@@ -153,7 +145,7 @@ impl Executor {
                 _ => None,
             };
             if direct || outcome.external {
-                self.store.write_action_log(&log, workflow.as_deref(), ttl).await.map_err(transient)?;
+                self.store.write_action_log(&log, workflow.as_deref(), ttl).await.map_err(store_error)?;
             } else {
                 reported.push(ReportedAction { log, workflow });
             }
@@ -182,10 +174,10 @@ impl Executor {
         };
         match payload {
             ActionPayload::IdentifyUser { user_id, properties } => {
-                let mut user = self.store.get_user(env, user_id).await.map_err(transient)?.unwrap_or_default();
+                let mut user = self.store.get_user(env, user_id).await.map_err(store_error)?.unwrap_or_default();
                 let created = user.is_empty();
                 deep_merge(&mut user, properties);
-                self.store.put_user(env, user_id, &user).await.map_err(transient)?;
+                self.store.put_user(env, user_id, &user).await.map_err(store_error)?;
                 let stored = json!({"user_id": user_id, "created": created});
                 match &sink_settings {
                     SinkSettings::Kafka => Ok(Outcome { status: ActionStatus::Success, result: Some(stored), error: None, external: false }),
@@ -198,10 +190,10 @@ impl Executor {
                 }
             }
             ActionPayload::SetTenant { tenant_id, properties } => {
-                let mut tenant = self.store.get_tenant(env, tenant_id).await.map_err(transient)?.unwrap_or_default();
+                let mut tenant = self.store.get_tenant(env, tenant_id).await.map_err(store_error)?.unwrap_or_default();
                 let created = tenant.is_empty();
                 deep_merge(&mut tenant, properties);
-                self.store.put_tenant(env, tenant_id, &tenant).await.map_err(transient)?;
+                self.store.put_tenant(env, tenant_id, &tenant).await.map_err(store_error)?;
                 Ok(Outcome {
                     status: ActionStatus::Success,
                     result: Some(json!({"tenant_id": tenant_id, "created": created})),
@@ -213,9 +205,9 @@ impl Executor {
                 let add = matches!(payload, ActionPayload::AddToAudience(_));
                 let tenant = m.tenant.as_deref();
                 if add {
-                    self.store.add_audience_member(env, &m.audience_key, &m.user_id, tenant).await.map_err(transient)?;
+                    self.store.add_audience_member(env, &m.audience_key, &m.user_id, tenant).await.map_err(store_error)?;
                 } else {
-                    self.store.remove_audience_member(env, &m.audience_key, &m.user_id, tenant).await.map_err(transient)?;
+                    self.store.remove_audience_member(env, &m.audience_key, &m.user_id, tenant).await.map_err(store_error)?;
                 }
                 let stored = json!({"audience_key": m.audience_key, "user_id": m.user_id, "tenant": m.tenant,
                                     "member": add});
@@ -336,7 +328,7 @@ async fn log_dead_lettered(store: &Store, mut log: EventLogRecord, bytes: usize,
 /// The event log and the event's counts (known events, daily volume; added up in memory and
 /// flushed once per key per second, see the store's counters).
 async fn write_event_log(store: &Store, log: &EventLogRecord, ttl: i32) -> Result<(), StageError> {
-    store.write_logs(Some(log), &[], ttl).await.map_err(transient)?;
+    store.write_logs(Some(log), &[], ttl).await.map_err(store_error)?;
     count(store, log);
     Ok(())
 }
@@ -363,7 +355,7 @@ impl Handler for LogWriter {
             // event's partition), the timeline entries gathered with other reports' (store's
             // write_logs).
             let actions: Vec<_> = report.actions.iter().map(|a| (&a.log, a.workflow.as_deref())).collect();
-            self.store.write_logs(report.event_log.as_ref(), &actions, report.ttl_secs).await.map_err(transient)?;
+            self.store.write_logs(report.event_log.as_ref(), &actions, report.ttl_secs).await.map_err(store_error)?;
             if let Some(log) = &report.event_log {
                 count(&self.store, log);
             }

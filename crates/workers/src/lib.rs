@@ -22,11 +22,19 @@ pub mod sink;
 pub mod translator;
 
 use std::time::Duration;
-use tributary_bus::{run_stage, Delivery, Handler, Producer, StageOptions, Topics};
+use tributary_bus::{run_stage, Delivery, Handler, Producer, StageError, StageOptions, Topics};
 use tributary_runtime::config::Config;
 use tributary_runtime::{Readiness, Shutdown};
 
-/// Run one stage's consume loop until shutdown.
+/// A store failure as the stage loop sees it: retry later, or give up on the record.
+pub(crate) fn store_error(e: tributary_store::StoreError) -> StageError {
+    if e.is_transient() {
+        StageError::Transient(e.to_string())
+    } else {
+        StageError::Permanent(e.to_string())
+    }
+}
+
 /// Which stage a process runs: its name (consumer group, client id, readiness check), the
 /// topic it consumes, and how many records it handles at once.
 pub struct StageSpec<'a> {

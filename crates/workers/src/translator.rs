@@ -93,7 +93,7 @@ impl Translator {
         };
         let claim = match decided {
             Some(c) => c,
-            None => self.store.claim_key(&key.0, &key.1, &key.2, &id, *window).await.map_err(stage_error)?,
+            None => self.store.claim_key(&key.0, &key.1, &key.2, &id, *window).await.map_err(crate::store_error)?,
         };
         if let Claim::DuplicateOf(first) = claim {
             t.record.status = EventStatus::Duplicate;
@@ -111,13 +111,6 @@ fn claim_of(owner: &str, id: &str) -> Claim {
     }
 }
 
-fn stage_error(e: StoreError) -> StageError {
-    if e.is_transient() {
-        StageError::Transient(e.to_string())
-    } else {
-        StageError::Permanent(e.to_string())
-    }
-}
 
 /// Translate a raw item with a configuration snapshot (pure).
 fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
