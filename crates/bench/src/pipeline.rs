@@ -188,33 +188,48 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         println!("- run {run}: {}", rows.join("; "));
     }
 
-    // Half of the maximum, single events: the delay an event sees when the fleet keeps up.
+    // Half of the maximum: the delay an event sees when the fleet keeps up. First in the shape
+    // the maximum was measured in (100-event batches), then as single events, each its own
+    // request (more work per event in the gateway, its producer and Kafka).
     let rate = (best_pipeline * 0.5).max(10.0);
     let metrics_before = fleet.scrape().await;
-    let lat = latency_phase(&store, &fleet, rate, a.latency_secs, 20_000_000).await;
+    let lat = latency_phase(&store, &fleet, rate, a.latency_secs, 20_000_000, 100).await;
     let half_stages = stage_figures(&metrics_before, &fleet.scrape().await);
+    let metrics_before = fleet.scrape().await;
+    let single = latency_phase(&store, &fleet, rate, a.latency_secs, 25_000_000, 1).await;
+    let single_stages = stage_figures(&metrics_before, &fleet.scrape().await);
     // The same at a light load: what the stages cost an event without queueing.
-    let light = latency_phase(&store, &fleet, a.light_rate, a.latency_secs, 30_000_000).await;
+    let light = latency_phase(&store, &fleet, a.light_rate, a.latency_secs, 30_000_000, 1).await;
     println!(
-        "\n| half load: {rate:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
+        "\n| half load: {rate:.0} events/s, 100-event batches, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
         a.latency_secs, lat.p50, lat.p99, lat.max, lat.events, lat.gateway_p99_ms
     );
     println!("|---|---|---|");
     println!(
+        "| half load: {rate:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
+        a.latency_secs, single.p50, single.p99, single.max, single.events, single.gateway_p99_ms
+    );
+    println!(
         "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
         a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.gateway_p99_ms
     );
-    println!("\nCPU at half load (% of one core): {}", lat.cpu);
+    println!("\nCPU at half load in batches (% of one core): {}", lat.cpu);
+    println!("CPU at half load in single events (% of one core): {}", single.cpu);
     println!("CPU at light load (% of one core): {}", light.cpu);
-    println!("\nStages at half load ({STAGE_COLUMNS}): {}", half_stages.join("; "));
+    println!("\nMean delay from receipt to the end of each stage at half load in batches: {}", lat.stages);
+    println!("Mean delay from receipt to the end of each stage at half load in single events: {}", single.stages);
+    println!("Mean delay from receipt to the end of each stage at light load: {}", light.stages);
+    println!("\nStages at half load in batches ({STAGE_COLUMNS}): {}", half_stages.join("; "));
+    println!("\nStages at half load in single events ({STAGE_COLUMNS}): {}", single_stages.join("; "));
     for r in &a.at_rates {
         let before = fleet.scrape().await;
-        let l = latency_phase(&store, &fleet, *r, a.latency_secs, 40_000_000 + (*r as u64) * 1_000).await;
+        let l = latency_phase(&store, &fleet, *r, a.latency_secs, 40_000_000 + (*r as u64) * 1_000, 1).await;
         println!(
             "\n| fixed rate: {r:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
             a.latency_secs, l.p50, l.p99, l.max, l.events, l.gateway_p99_ms
         );
         println!("CPU at {r:.0} events/s (% of one core): {}", l.cpu);
+        println!("Mean delay from receipt to the end of each stage at {r:.0} events/s: {}", l.stages);
         println!("Stages at {r:.0} events/s ({STAGE_COLUMNS}): {}", stage_figures(&before, &fleet.scrape().await).join("; "));
     }
 
@@ -337,21 +352,54 @@ struct Latency {
     /// CPU of every role while the events went through, in % of one core (is the machine
     /// saturated at this rate, and by whom).
     cpu: String,
+    /// Mean delay from receipt to the end of each stage, and to the action log.
+    stages: String,
 }
 
-async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_base: u64) -> Latency {
+/// `rate` events/s for `secs`, `per_request` events in each request (1: single events, each
+/// its own request, as a CDP's webhook sends them; 100: batches, as the maximum is measured).
+async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_base: u64, per_request: usize) -> Latency {
     // every event its own message id (a repeated one would be a duplicate, with no action)
-    let singles: Vec<Body> = (0..(rate * secs as f64) as usize + 16)
-        .map(|i| Body { bytes: Arc::new(segment_track(id_base + i as u64).to_string().into_bytes()), events: 1 })
+    let requests = (rate * secs as f64) as usize / per_request + 16;
+    let bodies: Vec<Body> = (0..requests)
+        .map(|r| {
+            let id = |k: usize| id_base + (r * per_request + k) as u64;
+            let bytes = if per_request == 1 {
+                segment_track(id(0)).to_string()
+            } else {
+                json!({"batch": (0..per_request).map(|k| segment_track(id(k))).collect::<Vec<_>>()}).to_string()
+            };
+            Body { bytes: Arc::new(bytes.into_bytes()), events: per_request as u64 }
+        })
         .collect();
     let since = chrono::Utc::now().timestamp_millis();
+    let before = fleet.scrape().await;
     let shares = CpuShares::start(&fleet.pids());
-    let r = crate::load::open_loop(&fleet.url, &singles, rate, 256, Duration::from_secs(secs)).await;
-    let mut d: Vec<i64> = wait_for_actions(store, since, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
+    let r = crate::load::open_loop(&fleet.url, &bodies, rate / per_request as f64, 256, Duration::from_secs(secs)).await;
+    // CPU while the load ran, not while the bench reads the results back afterwards.
     let cpu = shares.usage().percent();
+    let mut d: Vec<i64> = wait_for_actions(store, since, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
+    let stages = stage_delays(&before, &fleet.scrape().await);
     d.sort_unstable();
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
-    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu }
+    let mean = d.iter().sum::<i64>() as f64 / d.len().max(1) as f64;
+    let stages = format!("{stages}, action log {mean:.0} ms");
+    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu, stages }
+}
+
+/// Mean delay from receipt to the end of each stage over a phase (every worker's
+/// `tributary_pipeline_delay_seconds`): where an event's delay accumulates.
+fn stage_delays(before: &[(String, String)], after: &[(String, String)]) -> String {
+    let d = |stage: &str, part: &str| -> f64 {
+        let label = format!("stage=\"{stage}\"");
+        let series = format!("tributary_pipeline_delay_seconds_{part}");
+        before.iter().zip(after).map(|((_, b), (_, a))| sample_sum(a, &series, &label) - sample_sum(b, &series, &label)).sum()
+    };
+    ["translator", "mapper", "executor"]
+        .iter()
+        .map(|s| format!("{s} {:.0} ms", d(s, "sum") / d(s, "count").max(1.0) * 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Per worker process over a phase: mean records per transaction, the mean time of each
