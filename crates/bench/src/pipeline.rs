@@ -327,8 +327,9 @@ async fn pipeline_max(store: &Store, fleet: &Fleet, events: usize, id_base: u64)
     })
 }
 
-/// (delay receipt → action log, action log time) of every action logged since `since`, once
-/// `expected` are there (or the deadline passed).
+/// (delay receipt → action log listed, time listed) of every action logged since `since`, once
+/// `expected` are there (or the deadline passed). Listed: the action log's listing entry was
+/// written (its write time in the store), so the log can be found from then on.
 async fn wait_for_actions(store: &Store, since: i64, expected: usize, wait: Duration) -> Vec<(i64, i64)> {
     let deadline = Instant::now() + wait;
     loop {
@@ -383,7 +384,7 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     d.sort_unstable();
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
     let mean = d.iter().sum::<i64>() as f64 / d.len().max(1) as f64;
-    let stages = format!("{stages}, action log {mean:.0} ms");
+    let stages = format!("{stages}; listed {mean:.0} ms");
     Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu, stages }
 }
 
@@ -395,7 +396,7 @@ fn stage_delays(before: &[(String, String)], after: &[(String, String)]) -> Stri
         let series = format!("tributary_pipeline_delay_seconds_{part}");
         before.iter().zip(after).map(|((_, b), (_, a))| sample_sum(a, &series, &label) - sample_sum(b, &series, &label)).sum()
     };
-    ["translator", "mapper", "executor"]
+    ["translator", "mapper", "executor", "action-log-writer"]
         .iter()
         .map(|s| format!("{s} {:.0} ms", d(s, "sum") / d(s, "count").max(1.0) * 1000.0))
         .collect::<Vec<_>>()

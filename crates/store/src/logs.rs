@@ -326,13 +326,22 @@ impl Store {
         self.times(Kind::Events, &q, environment, since_ms).await
     }
 
-    /// (event_id, inserted_at) of every action of one environment logged since `since_ms`.
+    /// (event_id, listed_at) of every action of one environment logged since `since_ms`, where
+    /// `listed_at` (ms) is when its listing entry was written (the cell's write time, which the
+    /// node assigns): from then on the action log can be found. Its `inserted_at` is earlier,
+    /// when the executor ran the action; the log is written after that, by the log writer.
     pub async fn action_times(&self, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let q = format!(
-            "SELECT inserted_at, event_id FROM {}.action_timeline WHERE environment = ? AND slice = ? AND bucket = ? AND inserted_at <= ? AND inserted_at >= ?",
+            "SELECT inserted_at, event_id, WRITETIME(event_id) FROM {}.action_timeline WHERE environment = ? AND slice = ? AND bucket = ? AND inserted_at <= ? AND inserted_at >= ?",
             self.ks
         );
-        self.times(Kind::Actions, &q, environment, since_ms).await
+        let mut out = Vec::new();
+        self.walk_timeline::<(i64, String, Option<i64>)>(Kind::Actions, &q, environment, since_ms..=now_ms() + 60_000, |r| (r.0, &r.1), |(t, id, written)| {
+            out.push((id, written.map_or(t, |us| us / 1000)));
+            true
+        })
+        .await?;
+        Ok(out)
     }
 
     async fn times(&self, kind: Kind, q: &str, environment: &str, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {

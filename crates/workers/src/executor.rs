@@ -358,6 +358,7 @@ impl Handler for LogWriter {
             self.store.write_logs(report.event_log.as_ref(), &actions, report.ttl_secs).await.map_err(store_error)?;
             if let Some(log) = &report.event_log {
                 count(&self.store, log);
+                crate::metrics::observe_delay("action-log-writer", log.received_at);
             }
             Ok(())
         })
