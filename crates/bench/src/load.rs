@@ -111,7 +111,8 @@ pub async fn closed_loop(url: &str, bodies: &[Body], concurrency: usize, duratio
 /// A request that finds every connection busy waits, and the wait counts in its latency.
 pub async fn open_loop(url: &str, bodies: &[Body], rate: f64, connections: usize, duration: Duration) -> LoadResult {
     let (target, reqs) = requests(url, bodies);
-    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    // (below one request a second too: 100-event batches at a low event rate)
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let n = (duration.as_secs_f64() * rate) as u64;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

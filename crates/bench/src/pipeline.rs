@@ -335,9 +335,11 @@ async fn wait_for_actions(store: &Store, since: i64, expected: usize, wait: Dura
     loop {
         // the database is busy with the pipeline's writes: a timed-out read is retried
         if let (Ok(acts), Ok(evs)) = (store.action_times("development", since).await, store.event_times("development", since).await) {
-            if acts.len() >= expected || Instant::now() > deadline {
-                let evs: HashMap<String, i64> = evs.into_iter().collect();
-                return acts.iter().filter_map(|(id, t)| evs.get(id).map(|r| (t - r, *t))).collect();
+            // only actions of events received since `since` (an earlier phase's late ones are not)
+            let evs: HashMap<String, i64> = evs.into_iter().collect();
+            let delays: Vec<(i64, i64)> = acts.iter().filter_map(|(id, t)| evs.get(id).map(|r| (t - r, *t))).collect();
+            if delays.len() >= expected || Instant::now() > deadline {
+                return delays;
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -401,13 +401,18 @@ impl Producer {
     }
 }
 
-/// Wait for every record's acknowledgement, in sub-millisecond steps (the producer's own
-/// thread serves the delivery reports), up to `timeout`; blocking. rust-rdkafka's own flush
-/// polls in whole 100 ms steps whenever anything is in flight (see the module comment).
+/// Wait for every record's acknowledgement, in millisecond steps, up to `timeout`; blocking.
+/// rust-rdkafka's own flush polls in whole 100 ms steps whenever anything is in flight (see the
+/// module comment). Each step is librdkafka's flush for 1 ms: while a flush is in progress
+/// librdkafka treats `linger.ms` as elapsed, so the batch's last records go out at once instead
+/// of waiting out the linger (which only pays while records are still coming). Delivery reports
+/// are served by whichever thread polls first, this one or the producer's own.
 fn drain(p: &FutureProducer<StatsContext>, timeout: Duration) {
     let until = std::time::Instant::now() + timeout;
     while p.in_flight_count() > 0 && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_micros(250));
+        // SAFETY: the handle is alive for the borrow of `p`; rd_kafka_flush may be called from
+        // any thread, beside the producer's polling thread.
+        unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), 1) };
     }
 }
 

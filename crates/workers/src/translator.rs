@@ -59,6 +59,8 @@ struct BatchState {
     claimed: HashMap<ClaimKey, (String, i32)>,
     /// The writes of the claims decided in `prepare`, started there (their failures).
     writes: Option<tokio::task::JoinHandle<Vec<ClaimFailure>>>,
+    /// The keys those writes are for.
+    writing: std::collections::HashSet<ClaimKey>,
 }
 
 /// A claim the store did not take: key, event id, why.
@@ -205,6 +207,14 @@ fn parse(rec: &Record<'_>) -> Result<RawEvent, StageError> {
 impl Handler for Translator {
     fn prepare<'a>(&'a self, batch: &'a [Record<'a>]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            // The claims of a batch that was aborted before its commit may still be on their
+            // way. Let them land first: claims are plain writes, so a late one could otherwise
+            // overwrite a claim this batch makes for another event (one whose first claimant
+            // changed, e.g. when a partition of the batch was revoked in between).
+            let earlier = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|e| e.into_inner())).writes;
+            if let Some(w) = earlier {
+                let _ = w.await;
+            }
             let raws: Vec<(i32, i64, RawEvent)> =
                 batch.iter().filter_map(|r| parse(r).ok().map(|raw| (r.partition, r.offset, raw))).collect();
             // One snapshot for the batch, current as of its newest receipt: every record's
@@ -255,7 +265,8 @@ impl Handler for Translator {
             let store = self.store.clone();
             let claims: Vec<(ClaimKey, (String, i32))> = claimed.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             let writes = tokio::spawn(write_claims(store, claims));
-            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = BatchState { prepared, holders, claimed, writes: Some(writes) };
+            let writing = claimed.keys().cloned().collect();
+            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = BatchState { prepared, holders, claimed, writes: Some(writes), writing };
         })
     }
 
@@ -264,11 +275,10 @@ impl Handler for Translator {
             let (started, late): (Option<_>, Vec<(ClaimKey, (String, i32))>) = {
                 let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
                 let state = std::mem::take(&mut *b);
-                match state.writes {
-                    // Everything `claimed` holds was decided in `prepare`, and is being written.
-                    Some(w) => (Some(w), Vec::new()),
-                    None => (None, state.claimed.into_iter().collect()),
-                }
+                // What `prepare` started writing, and any claim made after it (none today: it
+                // decides every key it read; written here all the same, never dropped).
+                let writing = state.writing;
+                (state.writes, state.claimed.into_iter().filter(|(k, _)| !writing.contains(k)).collect())
             };
             let mut failures = match started {
                 Some(w) => w.await.map_err(|e| StageError::Transient(format!("writing the batch's dedup claims: {e}")))?,
