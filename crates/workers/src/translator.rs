@@ -74,7 +74,7 @@ impl Translator {
     pub async fn translate(&self, raw: RawEvent) -> Result<EventRecord, StageError> {
         // A source created a moment before this event was received must be known here.
         let snapshot = metrics::config_as_of(&self.cache, "translator", raw.received_at).await;
-        let mut t = translate_with(&snapshot, raw);
+        let mut t = translate_with(&snapshot, &raw);
         self.claim(&mut t).await?;
         Ok(t.record)
     }
@@ -111,6 +111,49 @@ impl Translator {
     }
 }
 
+/// A batch translated ahead of its records' handling: records by (partition, offset), the
+/// claims they want in partition order (key, event id, window), and who holds each key.
+type Ahead = (HashMap<(i32, i64), Translated>, Vec<(ClaimKey, String, i32)>, HashMap<ClaimKey, Option<String>>);
+
+impl Translator {
+    /// Translate a batch with `snapshot` and read who holds each of its keys, many at once.
+    async fn translate_batch(&self, snapshot: &Snapshot, raws: &[(i32, i64, RawEvent)]) -> Ahead {
+        let mut prepared = HashMap::with_capacity(raws.len());
+        // In partition order (the batch's order): who claims a key nobody holds is the first
+        // of the batch to come with it, as if each were handled in turn.
+        let mut wanted: Vec<(ClaimKey, String, i32)> = Vec::new();
+        for (partition, offset, raw) in raws {
+            let t = translate_with(snapshot, raw);
+            if let Some((k, window)) = &t.claim {
+                wanted.push((k.clone(), t.record.event_id.clone(), *window));
+            }
+            prepared.insert((*partition, *offset), t);
+        }
+        let mut keys: Vec<ClaimKey> = wanted.iter().map(|(k, _, _)| k.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let holders = futures::stream::iter(keys)
+            .map(|k| async move {
+                let holder = self.store.claim_owner(&k.0, &k.1, &k.2).await;
+                (k, holder)
+            })
+            .buffer_unordered(CLAIM_CONCURRENCY)
+            .filter_map(|(k, holder)| async move {
+                match holder {
+                    Ok(h) => Some((k, h)),
+                    Err(e) => {
+                        // Its record claims the key alone, and reports the error there.
+                        tracing::debug!(error = %e, "reading a dedup key for the batch failed");
+                        None
+                    }
+                }
+            })
+            .collect()
+            .await;
+        (prepared, wanted, holders)
+    }
+}
+
 fn claim_of(owner: &str, id: &str) -> Claim {
     if owner == id {
         Claim::Same
@@ -121,7 +164,7 @@ fn claim_of(owner: &str, id: &str) -> Claim {
 
 
 /// Translate a raw item with a configuration snapshot (pure).
-fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
+fn translate_with(snapshot: &Snapshot, raw: &RawEvent) -> Translated {
     let id = event_id(&raw.request_id, raw.index);
     let mut record = EventRecord {
         event_id: id,
@@ -141,10 +184,10 @@ fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
     // Refused as a whole (a Kafka ingest record that is not JSON or too large; a request
     // the gateway answered 2xx because its sender would only retry a 4xx): logged as
     // rejected with the reason given where it was refused.
-    if let Some(error) = raw.refused {
+    if let Some(error) = &raw.refused {
         record.status = EventStatus::Rejected;
-        record.error = Some(error);
-        record.raw = Some(raw.item);
+        record.error = Some(error.clone());
+        record.raw = Some(raw.item.clone());
         return Translated { record, claim: None };
     }
     let Some(settings) = snapshot.settings_for(&raw.source, &raw.environment) else {
@@ -153,7 +196,7 @@ fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
             code: "source_removed".into(),
             message: format!("source `{}` has no `{}` environment any more", raw.source, raw.environment),
         });
-        record.raw = Some(raw.item);
+        record.raw = Some(raw.item.clone());
         return Translated { record, claim: None };
     };
     let outcome = normalize_item(&NormalizeInput {
@@ -172,7 +215,7 @@ fn translate_with(snapshot: &Snapshot, raw: RawEvent) -> Translated {
         Err(e) => {
             record.status = EventStatus::Rejected;
             record.error = Some(e);
-            record.raw = Some(raw.item);
+            record.raw = Some(raw.item.clone());
         }
         Ok(n) => {
             // JSON-RPC rows are always deduplicated: both tools resend calls by design, and
@@ -218,41 +261,17 @@ impl Handler for Translator {
             let raws: Vec<(i32, i64, RawEvent)> =
                 batch.iter().filter_map(|r| parse(r).ok().map(|raw| (r.partition, r.offset, raw))).collect();
             // One snapshot for the batch, current as of its newest receipt: every record's
-            // configuration is at least as recent as a check of its own would make it.
+            // configuration is at least as recent as a check of its own would make it. That
+            // check is a round trip to the store (and waits out the clock-skew allowance), so
+            // the batch is translated and its keys read with the snapshot held meanwhile; if the
+            // check brings a different one (the configuration changed: rare), all of it is done
+            // again with that.
             let newest = raws.iter().map(|(_, _, r)| r.received_at).max().unwrap_or(0);
-            let snapshot: Arc<Snapshot> = metrics::config_as_of(&self.cache, "translator", newest).await;
-            let mut prepared = HashMap::with_capacity(raws.len());
-            // In partition order (the batch's order): who claims a key nobody holds is the
-            // first of the batch to come with it, as if each were handled in turn.
-            let mut wanted: Vec<(ClaimKey, String, i32)> = Vec::new();
-            for (partition, offset, raw) in raws {
-                let t = translate_with(&snapshot, raw);
-                if let Some((k, window)) = &t.claim {
-                    wanted.push((k.clone(), t.record.event_id.clone(), *window));
-                }
-                prepared.insert((partition, offset), t);
-            }
-            let mut keys: Vec<ClaimKey> = wanted.iter().map(|(k, _, _)| k.clone()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            let holders: HashMap<ClaimKey, Option<String>> = futures::stream::iter(keys)
-                .map(|k| async move {
-                    let holder = self.store.claim_owner(&k.0, &k.1, &k.2).await;
-                    (k, holder)
-                })
-                .buffer_unordered(CLAIM_CONCURRENCY)
-                .filter_map(|(k, holder)| async move {
-                    match holder {
-                        Ok(h) => Some((k, h)),
-                        Err(e) => {
-                            // Its record claims the key alone, and reports the error there.
-                            tracing::debug!(error = %e, "reading a dedup key for the batch failed");
-                            None
-                        }
-                    }
-                })
-                .collect()
-                .await;
+            let held: Arc<Snapshot> = self.cache.get();
+            let (checked, ahead) =
+                tokio::join!(metrics::config_as_of(&self.cache, "translator", newest), self.translate_batch(&held, &raws));
+            let (prepared, wanted, holders) =
+                if Arc::ptr_eq(&checked, &held) { ahead } else { self.translate_batch(&checked, &raws).await };
             let mut claimed: HashMap<ClaimKey, (String, i32)> = HashMap::new();
             for (k, id, window) in wanted {
                 if matches!(holders.get(&k), Some(None)) {
