@@ -405,14 +405,18 @@ impl Producer {
 /// rust-rdkafka's own flush polls in whole 100 ms steps whenever anything is in flight (see the
 /// module comment). Each step is librdkafka's flush for 1 ms: while a flush is in progress
 /// librdkafka treats `linger.ms` as elapsed, so the batch's last records go out at once instead
-/// of waiting out the linger (which only pays while records are still coming). Delivery reports
-/// are served by whichever thread polls first, this one or the producer's own.
+/// of waiting out the linger (which only pays while records are still coming). rust-rdkafka
+/// takes delivery reports as events, served by the producer's own thread; librdkafka's flush
+/// then only waits for its count of unfinished records to reach zero, which is what ends this.
 fn drain(p: &FutureProducer<StatsContext>, timeout: Duration) {
+    use rdkafka::bindings::{rd_kafka_flush, rd_kafka_resp_err_t};
     let until = std::time::Instant::now() + timeout;
-    while p.in_flight_count() > 0 && std::time::Instant::now() < until {
-        // SAFETY: the handle is alive for the borrow of `p`; rd_kafka_flush may be called from
-        // any thread, beside the producer's polling thread.
-        unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), 1) };
+    while std::time::Instant::now() < until {
+        // SAFETY: `p` keeps the client alive for the call; rd_kafka_flush may be called from any
+        // thread, beside the producer's polling thread.
+        if unsafe { rd_kafka_flush(p.client().native_ptr(), 1) } == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return;
+        }
     }
 }
 

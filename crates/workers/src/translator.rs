@@ -262,7 +262,7 @@ impl Handler for Translator {
                 batch.iter().filter_map(|r| parse(r).ok().map(|raw| (r.partition, r.offset, raw))).collect();
             // One snapshot for the batch, current as of its newest receipt: every record's
             // configuration is at least as recent as a check of its own would make it. That
-            // check is a round trip to the store (and waits out the clock-skew allowance), so
+            // check is a round trip to the store (spaced from the last one), so
             // the batch is translated and its keys read with the snapshot held meanwhile; if the
             // check brings a different one (the configuration changed: rare), all of it is done
             // again with that.
