@@ -130,7 +130,13 @@ pub(crate) fn consumer_config(opts: &StageOptions) -> ClientConfig {
         // default showed up as stage latency behind transactional producers (measured in
         // `make bench-pipeline`: 223 → 142 ms p50 end to end at 20 ms; 5 ms gained little
         // more and triples idle fetches).
-        .set("fetch.wait.max.ms", "20");
+        .set("fetch.wait.max.ms", "20")
+        // Records fetched ahead of the stage, at most (librdkafka's default: 64 MiB per
+        // consumer). A stage that lags holds this much in memory: in a ten-minute soak the
+        // executor process (executor and action-log writer, a consumer each) went 79 → 191 MiB
+        // while its writer lagged 46,540 records. 16 MiB is still thousands of records ahead of
+        // the largest batch.
+        .set("queued.max.messages.kbytes", "16384");
     c
 }
 
