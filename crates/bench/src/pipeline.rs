@@ -28,10 +28,13 @@ use tributary_store::Store;
 #[derive(clap::Args)]
 pub struct Args {
     /// Events sent through the pipeline per run (100-event batches).
-    #[arg(long, default_value = "20000")]
+    #[arg(long, default_value = "40000")]
     events: usize,
-    /// Events of each ceiling measurement (per concurrency level).
-    #[arg(long, default_value = "10000")]
+    /// Events of each ceiling measurement (per concurrency level). 10,000 took under a second
+    /// at the faster levels, and a memtable flush or a collection pause then moved the best of
+    /// the three by half (9,236 and 15,081 events/s in two runs of one bench); measurements of
+    /// several seconds each hold steadier.
+    #[arg(long, default_value = "40000")]
     ceiling_events: usize,
     /// Events of the warm-up (ceiling and pipeline each), not reported.
     #[arg(long, default_value = "5000")]
@@ -201,17 +204,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     // The same at a light load: what the stages cost an event without queueing.
     let light = latency_phase(&store, &fleet, a.light_rate, a.latency_secs, 30_000_000, 1).await;
     println!(
-        "\n| half load: {rate:.0} events/s, 100-event batches, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
-        a.latency_secs, lat.p50, lat.p99, lat.max, lat.events, lat.gateway_p99_ms
+        "\n| half load: {rate:.0} events/s, 100-event batches, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, {} requests failed, gateway p99 {:.1} ms) |",
+        a.latency_secs, lat.p50, lat.p99, lat.max, lat.events, lat.failed, lat.gateway_p99_ms
     );
     println!("|---|---|---|");
     println!(
-        "| half load: {rate:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
-        a.latency_secs, single.p50, single.p99, single.max, single.events, single.gateway_p99_ms
+        "| half load: {rate:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, {} requests failed, gateway p99 {:.1} ms) |",
+        a.latency_secs, single.p50, single.p99, single.max, single.events, single.failed, single.gateway_p99_ms
     );
     println!(
-        "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
-        a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.gateway_p99_ms
+        "| light load: {:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, {} requests failed, gateway p99 {:.1} ms) |",
+        a.light_rate, a.latency_secs, light.p50, light.p99, light.max, light.events, light.failed, light.gateway_p99_ms
     );
     println!("\nCPU at half load in batches (% of one core): {}", lat.cpu);
     println!("CPU at half load in single events (% of one core): {}", single.cpu);
@@ -225,8 +228,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let before = fleet.scrape().await;
         let l = latency_phase(&store, &fleet, *r, a.latency_secs, 40_000_000 + (*r as u64) * 1_000, 1).await;
         println!(
-            "\n| fixed rate: {r:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, gateway p99 {:.1} ms) |",
-            a.latency_secs, l.p50, l.p99, l.max, l.events, l.gateway_p99_ms
+            "\n| fixed rate: {r:.0} events/s, single events, {} s | delay receipt → action log p50 / p99 / max | {} / {} / {} ms ({} events, {} requests failed, gateway p99 {:.1} ms) |",
+            a.latency_secs, l.p50, l.p99, l.max, l.events, l.failed, l.gateway_p99_ms
         );
         println!("CPU at {r:.0} events/s (% of one core): {}", l.cpu);
         println!("Mean delay from receipt to the end of each stage at {r:.0} events/s: {}", l.stages);
@@ -357,6 +360,8 @@ struct Latency {
     cpu: String,
     /// Mean delay from receipt to the end of each stage, and to the action log.
     stages: String,
+    /// Requests the gateway did not accept (their events are left out).
+    failed: u64,
 }
 
 /// `rate` events/s for `secs`, `per_request` events in each request (1: single events, each
@@ -378,7 +383,15 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     let since = chrono::Utc::now().timestamp_millis();
     let before = fleet.scrape().await;
     let shares = CpuShares::start(&fleet.pids());
-    let r = crate::load::open_loop(&fleet.url, &bodies, rate / per_request as f64, 256, Duration::from_secs(secs)).await;
+    // Enough connections for the rate, and each used often: at 24 batches/s, 256 connections
+    // each idled ~10 s between requests, long enough for the server to close them, and half of
+    // the requests failed on a closed connection.
+    let per_second = rate / per_request as f64;
+    let connections = ((per_second / 4.0).ceil() as usize).clamp(8, 256);
+    let r = crate::load::open_loop(&fleet.url, &bodies, per_second, connections, Duration::from_secs(secs)).await;
+    if r.errors > 0 {
+        eprintln!("{} of {} requests at {rate:.0} events/s failed (their events are not counted)", r.errors, r.errors + r.requests);
+    }
     // CPU while the load ran, not while the bench reads the results back afterwards.
     let cpu = shares.usage().percent();
     let mut d: Vec<i64> = wait_for_actions(store, since, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
@@ -387,7 +400,7 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
     let mean = d.iter().sum::<i64>() as f64 / d.len().max(1) as f64;
     let stages = format!("{stages}; listed {mean:.0} ms");
-    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu, stages }
+    Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu, stages, failed: r.errors }
 }
 
 /// Mean delay from receipt to the end of each stage over a phase (every worker's
