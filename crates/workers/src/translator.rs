@@ -55,12 +55,11 @@ struct BatchState {
     /// Who held each key when the batch was prepared (`None`: nobody). A key missing here
     /// (its read failed) is claimed by its record alone.
     holders: HashMap<ClaimKey, Option<String>>,
-    /// Claims made in this batch: key → (event id, window).
+    /// Claims made while handling and not written yet: key → (event id, window). (The claims
+    /// `prepare` decides are in `holders` as held, and written by `writes`.)
     claimed: HashMap<ClaimKey, (String, i32)>,
     /// The writes of the claims decided in `prepare`, started there (their failures).
     writes: Option<tokio::task::JoinHandle<Vec<ClaimFailure>>>,
-    /// The keys those writes are for.
-    writing: std::collections::HashSet<ClaimKey>,
 }
 
 /// A claim the store did not take: key, event id, why.
@@ -270,35 +269,31 @@ impl Handler for Translator {
             let held: Arc<Snapshot> = self.cache.get();
             let (checked, ahead) =
                 tokio::join!(metrics::config_as_of(&self.cache, "translator", newest), self.translate_batch(&held, &raws));
-            let (prepared, wanted, holders) =
+            let (prepared, wanted, mut holders) =
                 if Arc::ptr_eq(&checked, &held) { ahead } else { self.translate_batch(&checked, &raws).await };
-            let mut claimed: HashMap<ClaimKey, (String, i32)> = HashMap::new();
+            // A key nobody holds now belongs to the first event of the batch that wants it; the
+            // others with it find it held by that event when handled.
+            let mut claims: Vec<(ClaimKey, (String, i32))> = Vec::new();
             for (k, id, window) in wanted {
-                if matches!(holders.get(&k), Some(None)) {
-                    claimed.entry(k).or_insert((id, window));
+                if let Some(holder @ None) = holders.get_mut(&k) {
+                    *holder = Some(id.clone());
+                    claims.push((k, (id, window)));
                 }
             }
             // Written while the records are handled and produced, not after: the claims only
             // have to be durable before the commit, and this takes their round trip (about a
             // sixth of a batch's cycle at half load) off the batch's path.
-            let store = self.store.clone();
-            let claims: Vec<(ClaimKey, (String, i32))> = claimed.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let writes = tokio::spawn(write_claims(store, claims));
-            let writing = claimed.keys().cloned().collect();
-            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = BatchState { prepared, holders, claimed, writes: Some(writes), writing };
+            let writes = tokio::spawn(write_claims(self.store.clone(), claims));
+            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) =
+                BatchState { prepared, holders, claimed: HashMap::new(), writes: Some(writes) };
         })
     }
 
     fn before_commit(&self) -> BoxFuture<'_, Result<(), StageError>> {
         Box::pin(async move {
-            let (started, late): (Option<_>, Vec<(ClaimKey, (String, i32))>) = {
-                let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-                let state = std::mem::take(&mut *b);
-                // What `prepare` started writing, and any claim made after it (none today: it
-                // decides every key it read; written here all the same, never dropped).
-                let writing = state.writing;
-                (state.writes, state.claimed.into_iter().filter(|(k, _)| !writing.contains(k)).collect())
-            };
+            // What `prepare` started writing, and the claims made while handling.
+            let BatchState { writes: started, claimed, .. } = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|e| e.into_inner()));
+            let late: Vec<(ClaimKey, (String, i32))> = claimed.into_iter().collect();
             let mut failures = match started {
                 Some(w) => w.await.map_err(|e| StageError::Transient(format!("writing the batch's dedup claims: {e}")))?,
                 None => Vec::new(),
