@@ -1,8 +1,9 @@
 //! The driver's session, counting every statement it sends.
 //!
 //! `tributary_store_statements_total` is how many CQL statements a process has sent (a paged
-//! read counts once): the bench divides it by events to show what one event costs the
-//! database, a figure that has to come from what ran, not from reading the code.
+//! read counts once; a read of several partitions in one request, as that many): the bench
+//! divides it by events to show what one event costs the database, a figure that has to come
+//! from what ran, not from reading the code.
 //! `tributary_store_requests_total` counts requests (an unlogged batch of many statements is
 //! one): what the database parses, coordinates and answers.
 
@@ -49,6 +50,19 @@ pub struct CountedSession(pub(crate) Session);
 impl CountedSession {
     pub async fn execute_unpaged(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, ExecutionError> {
         STATEMENTS.inc();
+        REQUESTS.inc();
+        counted(self.0.execute_unpaged(st, values).await)
+    }
+
+    /// A read of `partitions` partitions in one request (an `IN` on the partition key): counted
+    /// as that many statements, as the reads it stands for would be, and one request.
+    pub async fn execute_reading(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+        partitions: usize,
+    ) -> Result<QueryResult, ExecutionError> {
+        STATEMENTS.inc_by(partitions as u64);
         REQUESTS.inc();
         counted(self.0.execute_unpaged(st, values).await)
     }

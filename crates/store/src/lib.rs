@@ -9,6 +9,7 @@
 
 pub mod audiences;
 pub mod cache;
+pub mod claims;
 mod coalesce;
 pub mod config;
 pub mod counted;
@@ -22,7 +23,7 @@ pub mod timeline;
 
 pub use cache::ConfigCache;
 pub use config::Snapshot;
-pub use entities::Claim;
+pub use claims::{Claim, ClaimKey, NewClaim};
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;

@@ -99,6 +99,7 @@ pub struct Statements {
     pub select_tenant: PreparedStatement,
     pub upsert_tenant: PreparedStatement,
     pub select_dedup: PreparedStatement,
+    pub select_dedup_many: PreparedStatement,
     pub insert_member: PreparedStatement,
     pub delete_member: PreparedStatement,
     pub select_member: PreparedStatement,
@@ -154,6 +155,10 @@ impl Statements {
                 "SELECT event_id FROM {ks}.dedup_keys WHERE environment = ? AND source = ? AND key = ?"
             ))
             .await?,
+            select_dedup_many: p(format!(
+                "SELECT key, event_id FROM {ks}.dedup_keys WHERE environment = ? AND source = ? AND key IN ?"
+            ))
+            .await?,
             insert_member: p(format!(
                 "INSERT INTO {ks}.audience_members (environment, audience_key, user_id, tenant, added_at) VALUES (?, ?, ?, ?, ?)"
             ))
@@ -195,6 +200,28 @@ impl Statements {
 }
 
 impl crate::Store {
+    /// Background work the node is doing or has queued: compactions and memtable flushes
+    /// (active + pending tasks of their pools). Benchmarks wait for 0 before measuring, so one
+    /// measurement does not pay for the writes of the one before. Cassandra 4+ only
+    /// (`system_views.thread_pools`); elsewhere an error.
+    pub async fn background_tasks(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .session
+            .query_unpaged("SELECT name, active_tasks, pending_tasks FROM system_views.thread_pools", ())
+            .await
+            .map_err(db)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let mut busy = 0i64;
+        for row in rows.rows::<(String, Option<i32>, Option<i32>)>().map_err(unavailable)? {
+            let (name, active, pending) = row.map_err(unavailable)?;
+            if name.starts_with("Compaction") || name.contains("MemtableFlush") || name == "MemtablePostFlush" {
+                busy += i64::from(active.unwrap_or(0)) + i64::from(pending.unwrap_or(0));
+            }
+        }
+        Ok(busy)
+    }
+
     /// Drop this store's keyspace and everything in it (tests and benchmarks clean up with it).
     pub async fn drop_keyspace(&self) -> Result<(), StoreError> {
         self.session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.ks), &[]).await.map_err(db)?;

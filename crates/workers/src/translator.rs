@@ -4,11 +4,13 @@
 //! nobody does, write the claim. One record at a time that is two round trips, in each lane
 //! in turn. In exactly-once mode the stage hands the translator its whole batch first
 //! ([`Handler::prepare`]): it translates the batch with one configuration snapshot, reads
-//! every key's holder at once, decides which of its events claim a key (the first of the batch,
-//! in partition order, for a key nobody holds), and starts writing those claims at once, while
-//! the records are handled. [`Handler::before_commit`] waits for the writes, so they are
-//! durable before the batch's outputs become visible. A batch whose claims cannot be written
-//! is aborted and redone; a redone event finds its own claim (`Claim::Same`). Without a prepared batch (at-least-once mode, a record's retry) a record
+//! every key's holder at once (many keys to a request, grouped by replica: see
+//! `tributary_store::claims`), decides which of its events claim a key (the first of the
+//! batch, in partition order, for a key nobody holds), and starts writing those claims at once,
+//! grouped likewise, while the records are handled. [`Handler::before_commit`] waits for the
+//! writes, so they are durable before the batch's outputs become visible. A batch whose claims
+//! cannot be written is aborted and redone; a redone event finds its own claim
+//! (`Claim::Same`). Without a prepared batch (at-least-once mode, a record's retry) a record
 //! claims its key alone, as before.
 
 use crate::metrics;
@@ -20,7 +22,7 @@ use tributary_bus::{Handler, Producer, Record, StageError};
 use tributary_model::ids::event_id;
 use tributary_model::{EventRecord, EventStatus, ItemError, RawEvent};
 use tributary_sources::{normalize_item, NormalizeInput};
-use tributary_store::{Claim, ConfigCache, Snapshot, Store, StoreError};
+use tributary_store::{Claim, ClaimKey, ConfigCache, Snapshot, Store, StoreError};
 
 pub struct Translator {
     pub cache: ConfigCache,
@@ -36,9 +38,6 @@ impl Translator {
         Translator { cache, store, producer, out_topic, batch: Mutex::default() }
     }
 }
-
-/// An idempotency key, as claims are stored: environment, source, key.
-type ClaimKey = (String, String, String);
 
 /// What a raw item becomes before deduplication: its record, and the claim it must make.
 struct Translated {
@@ -65,8 +64,8 @@ struct BatchState {
 /// A claim the store did not take: key, event id, why.
 type ClaimFailure = (ClaimKey, String, StoreError);
 
-/// Reads of key holders in flight at once, per batch.
-const CLAIM_CONCURRENCY: usize = 256;
+/// Claim requests (each a group of keys) in flight at once, per batch.
+const CLAIM_CONCURRENCY: usize = 64;
 
 impl Translator {
     /// The pure part plus dedup: what this raw item becomes (one record at a time).
@@ -131,26 +130,44 @@ impl Translator {
         let mut keys: Vec<ClaimKey> = wanted.iter().map(|(k, _, _)| k.clone()).collect();
         keys.sort_unstable();
         keys.dedup();
-        let holders = futures::stream::iter(keys)
-            .map(|k| async move {
-                let holder = self.store.claim_owner(&k.0, &k.1, &k.2).await;
-                (k, holder)
+        // Grouped by replica, many keys to a request (see tributary_store::claims).
+        let holders = futures::stream::iter(self.store.claim_read_groups(keys))
+            .map(|group| async move {
+                let owners = self.store.claim_owners(&group).await;
+                (group.len(), owners)
             })
             .buffer_unordered(CLAIM_CONCURRENCY)
-            .filter_map(|(k, holder)| async move {
-                match holder {
-                    Ok(h) => Some((k, h)),
+            .filter_map(|(n, owners)| async move {
+                match owners {
+                    Ok(o) => Some(futures::stream::iter(o)),
                     Err(e) => {
-                        // Its record claims the key alone, and reports the error there.
-                        tracing::debug!(error = %e, "reading a dedup key for the batch failed");
+                        // Their records claim each key alone, and report the error there.
+                        tracing::debug!(error = %e, keys = n, "reading dedup keys for the batch failed");
                         None
                     }
                 }
             })
+            .flatten()
             .collect()
             .await;
         (prepared, wanted, holders)
     }
+}
+
+/// The claims a batch makes, given the claims its events want (in partition order) and who
+/// held each key when the batch was read: a key nobody holds goes to the first event of the
+/// batch that wants it, and is recorded in `holders` as that event's, so the others with it
+/// find it held when handled. A key whose holder could not be read (missing from `holders`)
+/// is left to its records, which claim it alone.
+fn decide_claims(wanted: Vec<(ClaimKey, String, i32)>, holders: &mut HashMap<ClaimKey, Option<String>>) -> Vec<(ClaimKey, (String, i32))> {
+    let mut claims = Vec::new();
+    for (k, id, window) in wanted {
+        if let Some(holder @ None) = holders.get_mut(&k) {
+            *holder = Some(id.clone());
+            claims.push((k, (id, window)));
+        }
+    }
+    claims
 }
 
 fn claim_of(owner: &str, id: &str) -> Claim {
@@ -230,16 +247,8 @@ fn translate_with(snapshot: &Snapshot, raw: &RawEvent) -> Translated {
 
 /// Write claims, many at once; what failed.
 async fn write_claims(store: Store, claims: Vec<(ClaimKey, (String, i32))>) -> Vec<ClaimFailure> {
-    let store = &store;
-    futures::stream::iter(claims)
-        .map(|(k, (id, window))| async move {
-            let r = store.write_claim(&k.0, &k.1, &k.2, &id, window).await;
-            (k, id, r)
-        })
-        .buffer_unordered(CLAIM_CONCURRENCY)
-        .filter_map(|(k, id, r)| async move { r.err().map(|e| (k, id, e)) })
-        .collect()
-        .await
+    let claims = claims.into_iter().map(|(k, (id, window))| (k, id, window)).collect();
+    store.write_claims(claims, CLAIM_CONCURRENCY).await.into_iter().map(|((k, id, _), e)| (k, id, e)).collect()
 }
 
 fn parse(rec: &Record<'_>) -> Result<RawEvent, StageError> {
@@ -271,15 +280,7 @@ impl Handler for Translator {
                 tokio::join!(metrics::config_as_of(&self.cache, "translator", newest), self.translate_batch(&held, &raws));
             let (prepared, wanted, mut holders) =
                 if Arc::ptr_eq(&checked, &held) { ahead } else { self.translate_batch(&checked, &raws).await };
-            // A key nobody holds now belongs to the first event of the batch that wants it; the
-            // others with it find it held by that event when handled.
-            let mut claims: Vec<(ClaimKey, (String, i32))> = Vec::new();
-            for (k, id, window) in wanted {
-                if let Some(holder @ None) = holders.get_mut(&k) {
-                    *holder = Some(id.clone());
-                    claims.push((k, (id, window)));
-                }
-            }
+            let claims = decide_claims(wanted, &mut holders);
             // Written while the records are handled and produced, not after: the claims only
             // have to be durable before the commit, and this takes their round trip (about a
             // sixth of a batch's cycle at half load) off the batch's path.
@@ -338,5 +339,53 @@ impl Handler for Translator {
             metrics::observe_delay("translator", record.received_at);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decide_claims, ClaimKey};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn key(k: u8) -> ClaimKey {
+        ("development".into(), "shop".into(), format!("k{k}"))
+    }
+
+    proptest! {
+        /// Whatever the batch: every key nobody held is claimed once, by the first event that
+        /// wants it; a held key or an unread one is never claimed; afterwards every read key
+        /// names the event that holds it.
+        #[test]
+        fn the_first_event_with_an_unheld_key_claims_it(
+            wants in proptest::collection::vec(0u8..12, 0..60),
+            held in proptest::collection::hash_map(0u8..12, proptest::option::of("[a-z]{1,3}"), 0..12),
+        ) {
+            let wanted: Vec<(ClaimKey, String, i32)> = wants.iter().enumerate().map(|(i, k)| (key(*k), format!("evt-{i}"), 60)).collect();
+            let before: HashMap<ClaimKey, Option<String>> = held.iter().map(|(k, h)| (key(*k), h.clone())).collect();
+            let mut holders = before.clone();
+            let claims = decide_claims(wanted.clone(), &mut holders);
+            let mut claimed = HashMap::new();
+            for (k, (id, window)) in &claims {
+                prop_assert_eq!(*window, 60);
+                prop_assert!(claimed.insert(k.clone(), id.clone()).is_none(), "{:?} claimed twice", k);
+            }
+            for (k, h) in &before {
+                let first = wanted.iter().find(|(w, _, _)| w == k).map(|(_, id, _)| id.clone());
+                match (h, first) {
+                    (None, Some(first)) => {
+                        prop_assert_eq!(claimed.get(k), Some(&first));
+                        prop_assert_eq!(holders.get(k), Some(&Some(first)));
+                    }
+                    (h, _) => {
+                        prop_assert!(!claimed.contains_key(k));
+                        prop_assert_eq!(holders.get(k), Some(h));
+                    }
+                }
+            }
+            // Keys that were not read are never claimed here, nor made up in `holders`.
+            prop_assert!(claimed.keys().all(|k| before.contains_key(k)));
+            prop_assert_eq!(holders.len(), before.len());
+        }
     }
 }
