@@ -122,6 +122,16 @@ impl Fleet {
         out
     }
 
+    /// Events whose logs the workers have written so far (the log writers' count).
+    async fn logged(&self) -> f64 {
+        let mut n = 0.0;
+        for (_, port) in self.workers() {
+            let text = crate::procs::scrape(*port).await;
+            n += sample_sum(&text, "tributary_pipeline_delay_seconds_count", "stage=\"action-log-writer\"");
+        }
+        n
+    }
+
     /// CQL statements and requests (a batch is one request, of many statements) sent so far.
     async fn statements(&self) -> (f64, f64) {
         let (mut statements, mut requests) = (0.0, 0.0);
@@ -155,9 +165,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     for run in 1..=a.runs {
         let mut levels = Vec::new();
         for k in LEVELS {
+            settle(&store).await;
             levels.push(ceiling(&store, a.ceiling_events, k, &format!("r{run}k{k}")).await?);
         }
         let best = levels.iter().cloned().fold(0.0, f64::max);
+        settle(&store).await;
         eprintln!("run {run}: pipeline maximum, {} events", a.events);
         let stmts_before = fleet.statements().await;
         let metrics_before = fleet.scrape().await;
@@ -301,6 +313,7 @@ async fn pipeline_max(store: &Store, fleet: &Fleet, events: usize, id_base: u64)
         })
         .collect();
     let sent = bodies.len() * 100;
+    let logged_before = fleet.logged().await;
     let started = chrono::Utc::now().timestamp_millis();
     let send = crate::load::client();
     let mut futs = Vec::new();
@@ -316,7 +329,7 @@ async fn pipeline_max(store: &Store, fleet: &Fleet, events: usize, id_base: u64)
     for f in futs {
         f.await?;
     }
-    let delays = wait_for_actions(store, started, sent, Duration::from_secs(900)).await;
+    let delays = wait_for_actions(store, fleet, started, logged_before, sent, Duration::from_secs(900)).await;
     let done = delays.iter().map(|(_, t)| *t).max().unwrap_or(started);
     let mut d: Vec<i64> = delays.iter().map(|(d, _)| *d).collect();
     d.sort_unstable();
@@ -330,11 +343,46 @@ async fn pipeline_max(store: &Store, fleet: &Fleet, events: usize, id_base: u64)
     })
 }
 
+/// Wait (up to a minute) until the database has no compaction or memtable flush running or
+/// queued: each measurement starts from a quiet database and pays for its own writes only. A
+/// 40,000-event ceiling level ends in seconds and leaves its flushes and compactions behind;
+/// measured after one, the pipeline's maximum did that work too (a `jfr` profile of Cassandra
+/// during the maximum: 30% of its samples compacting, 12% flushing).
+async fn settle(store: &Store) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        match store.background_tasks().await {
+            Ok(0) => quiet += 1,
+            Ok(_) => quiet = 0,
+            Err(e) => {
+                eprintln!("not waiting for the database's background work: {e}");
+                return;
+            }
+        }
+        // Two readings in a row, a moment apart: a flush often starts a compaction.
+        if quiet == 2 {
+            eprintln!("database quiet after {:.1} s", started.elapsed().as_secs_f64());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("database still compacting after 60 s; measuring anyway");
+}
+
 /// (delay receipt → action log listed, time listed) of every action logged since `since`, once
 /// `expected` are there (or the deadline passed). Listed: the action log's listing entry was
 /// written (its write time in the store), so the log can be found from then on.
-async fn wait_for_actions(store: &Store, since: i64, expected: usize, wait: Duration) -> Vec<(i64, i64)> {
+///
+/// Until the log writers' count says `expected` more events were logged than `logged_before`,
+/// it watches that count, not the store: reading every timeline entry since `since` twice a
+/// second put ~16 row reads per event on Cassandra during the maximum, work the ceiling it is
+/// compared with does not do, on the database the pipeline is limited by.
+async fn wait_for_actions(store: &Store, fleet: &Fleet, since: i64, logged_before: f64, expected: usize, wait: Duration) -> Vec<(i64, i64)> {
     let deadline = Instant::now() + wait;
+    while fleet.logged().await - logged_before < expected as f64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     loop {
         // the database is busy with the pipeline's writes: a timed-out read is retried
         if let (Ok(acts), Ok(evs)) = (store.action_times("development", since).await, store.event_times("development", since).await) {
@@ -367,6 +415,7 @@ struct Latency {
 /// `rate` events/s for `secs`, `per_request` events in each request (1: single events, each
 /// its own request, as a CDP's webhook sends them; 100: batches, as the maximum is measured).
 async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_base: u64, per_request: usize) -> Latency {
+    settle(store).await;
     // every event its own message id (a repeated one would be a duplicate, with no action)
     let requests = (rate * secs as f64) as usize / per_request + 16;
     let bodies: Vec<Body> = (0..requests)
@@ -382,6 +431,7 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
         .collect();
     let since = chrono::Utc::now().timestamp_millis();
     let before = fleet.scrape().await;
+    let logged_before = fleet.logged().await;
     let shares = CpuShares::start(&fleet.pids());
     // Enough connections for the rate, and each used often: at 24 batches/s, 256 connections
     // each idled ~10 s between requests, long enough for the server to close them, and half of
@@ -394,7 +444,7 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     }
     // CPU while the load ran, not while the bench reads the results back afterwards.
     let cpu = shares.usage().percent();
-    let mut d: Vec<i64> = wait_for_actions(store, since, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
+    let mut d: Vec<i64> = wait_for_actions(store, fleet, since, logged_before, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
     let stages = stage_delays(&before, &fleet.scrape().await);
     d.sort_unstable();
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
@@ -509,6 +559,7 @@ async fn soak(env: &Env, store: &Store, fleet: &Fleet, rate: f64, half: bool, se
     println!("| minute | lag: {} | RSS MiB: {} |", STAGES.join(" / "), fleet.procs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(" / "));
     println!("|---|---|---|");
     let minutes = secs.div_ceil(60);
+    let logged_before = fleet.logged().await;
     let since = chrono::Utc::now().timestamp_millis();
     let mut sent = 0u64;
     for m in 1..=minutes {
@@ -521,7 +572,7 @@ async fn soak(env: &Env, store: &Store, fleet: &Fleet, rate: f64, half: bool, se
         let rss: Vec<String> = fleet.procs.iter().map(|p| format!("{:.0}", p.rss_mib())).collect();
         println!("| {m} | {} | {} |", lag.join(" / "), rss.join(" / "));
     }
-    let done = wait_for_actions(store, since, sent as usize, Duration::from_secs(300)).await.len();
+    let done = wait_for_actions(store, fleet, since, logged_before, sent as usize, Duration::from_secs(300)).await.len();
     println!("\nsoak: {sent} events acknowledged, {done} with an action log");
 }
 
