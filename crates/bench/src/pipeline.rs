@@ -161,12 +161,16 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     let mut best_pipeline = 0.0f64;
     let mut cpu_rows = Vec::new();
+    let mut ceiling_cpu = Vec::new();
     let mut stage_rows = Vec::new();
     for run in 1..=a.runs {
         let mut levels = Vec::new();
         for k in LEVELS {
             settle(&store).await;
-            levels.push(ceiling(&store, a.ceiling_events, k, &format!("r{run}k{k}")).await?);
+            let shares = CpuShares::start(&[]);
+            let eps = ceiling(&store, a.ceiling_events, k, &format!("r{run}k{k}")).await?;
+            levels.push(eps);
+            ceiling_cpu.push((run, k, eps, shares.usage()));
         }
         let best = levels.iter().cloned().fold(0.0, f64::max);
         settle(&store).await;
@@ -196,6 +200,15 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("\nCPU per event at the pipeline's maximum (µs; `machine` is every core's busy time):\n");
     for (run, events, usage) in &cpu_rows {
         println!("- run {run}: {}", usage.micros_per(*events as f64));
+    }
+    // What the database spends on an event's two rows alone: the pipeline's figure beside it
+    // shows what the rest of its work per event (dedup claims, flushes and compactions of
+    // more data) costs there.
+    println!("\nCPU per event in the ceiling (µs; the load generator is the bench's driver; fastest level of each run):\n");
+    for run in 1..=a.runs {
+        if let Some((_, k, _, usage)) = ceiling_cpu.iter().filter(|c| c.0 == run).max_by(|x, y| x.2.total_cmp(&y.2)) {
+            println!("- run {run}, {k} in flight: {}", usage.micros_per(a.ceiling_events as f64));
+        }
     }
     sizing(&cpu_rows);
     println!("\nStages at the maximum ({STAGE_COLUMNS}):\n");
@@ -444,13 +457,47 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     }
     // CPU while the load ran, not while the bench reads the results back afterwards.
     let cpu = shares.usage().percent();
-    let mut d: Vec<i64> = wait_for_actions(store, fleet, since, logged_before, r.events as usize, Duration::from_secs(120)).await.into_iter().map(|x| x.0).collect();
+    let listed = wait_for_actions(store, fleet, since, logged_before, r.events as usize, Duration::from_secs(120)).await;
     let stages = stage_delays(&before, &fleet.scrape().await);
+    let mut d: Vec<i64> = listed.iter().map(|x| x.0).collect();
     d.sort_unstable();
     let q = |p: f64| d.get(((d.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(-1);
     let mean = d.iter().sum::<i64>() as f64 / d.len().max(1) as f64;
-    let stages = format!("{stages}; listed {mean:.0} ms");
+    let stages = format!("{stages}; listed {mean:.0} ms; {}", tail_spread(&listed, q(0.99)));
     Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu, stages, failed: r.errors }
+}
+
+/// Where the slowest 1% were received: in how many of the phase's seconds, and the share of the
+/// three seconds holding most of them. A tail packed in a few seconds is a stall (a flush, a
+/// pause, a rebalance); one spread over most seconds is queueing.
+fn tail_spread(listed: &[(i64, i64)], p99: i64) -> String {
+    let mut per_second: HashMap<i64, usize> = HashMap::new();
+    let mut seconds: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    for (delay, at) in listed {
+        let second = (at - delay).div_euclid(1000);
+        seconds.insert(second);
+        if *delay > p99 {
+            *per_second.entry(second).or_default() += 1;
+        }
+    }
+    let tail: usize = per_second.values().sum();
+    let mut counts: Vec<(i64, usize)> = per_second.into_iter().collect();
+    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+    let top3: usize = counts.iter().take(3).map(|c| c.1).sum();
+    // When (UTC), to hold against the services' logs.
+    let when: Vec<String> = counts
+        .iter()
+        .take(3)
+        .filter_map(|(sec, _)| chrono::DateTime::from_timestamp(*sec, 0))
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .collect();
+    format!(
+        "the slowest 1% ({tail} events) received in {} of {} seconds, {:.0}% of them in the worst three ({})",
+        counts.len(),
+        seconds.len(),
+        top3 as f64 * 100.0 / tail.max(1) as f64,
+        when.join(", ")
+    )
 }
 
 /// Mean delay from receipt to the end of each stage over a phase (every worker's

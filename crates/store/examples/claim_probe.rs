@@ -1,4 +1,7 @@
-//! Probe: Cassandra CPU per dedup claim, written/read one per request vs grouped.
+//! Probe: Cassandra's CPU per dedup claim, read and written one per request against grouped
+//! (`IN` reads, unlogged batches), the figures behind `tributary_store::claims`. Needs a
+//! Cassandra on 127.0.0.1:9042 (`deploy/local/cassandra.sh start`); arguments: keys per round
+//! (40000), keys per group (32). Creates keyspace `claim_probe` and drops it at the end.
 use futures::stream::{self, StreamExt};
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::batch::{Batch, BatchType};
@@ -17,11 +20,11 @@ async fn main() {
     let n: usize = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(40000);
     let group: usize = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(32);
     let s = SessionBuilder::new().known_node("127.0.0.1:9042").build().await.unwrap();
-    s.query_unpaged("CREATE KEYSPACE IF NOT EXISTS probe WITH replication = {'class':'SimpleStrategy','replication_factor':1}", ()).await.unwrap();
-    s.query_unpaged("CREATE TABLE IF NOT EXISTS probe.dedup_keys (environment text, source text, key text, event_id text, PRIMARY KEY ((environment, source, key)))", ()).await.unwrap();
-    let ins = s.prepare("INSERT INTO probe.dedup_keys (environment, source, key, event_id) VALUES (?, ?, ?, ?) USING TTL 86400").await.unwrap();
-    let sel = s.prepare("SELECT event_id FROM probe.dedup_keys WHERE environment = ? AND source = ? AND key = ?").await.unwrap();
-    let sel_in = s.prepare("SELECT key, event_id FROM probe.dedup_keys WHERE environment = ? AND source = ? AND key IN ?").await.unwrap();
+    s.query_unpaged("CREATE KEYSPACE IF NOT EXISTS claim_probe WITH replication = {'class':'SimpleStrategy','replication_factor':1}", ()).await.unwrap();
+    s.query_unpaged("CREATE TABLE IF NOT EXISTS claim_probe.dedup_keys (environment text, source text, key text, event_id text, PRIMARY KEY ((environment, source, key)))", ()).await.unwrap();
+    let ins = s.prepare("INSERT INTO claim_probe.dedup_keys (environment, source, key, event_id) VALUES (?, ?, ?, ?) USING TTL 86400").await.unwrap();
+    let sel = s.prepare("SELECT event_id FROM claim_probe.dedup_keys WHERE environment = ? AND source = ? AND key = ?").await.unwrap();
+    let sel_in = s.prepare("SELECT key, event_id FROM claim_probe.dedup_keys WHERE environment = ? AND source = ? AND key IN ?").await.unwrap();
     for round in 0..2 {
         let tag = format!("{}-{}", std::process::id(), round);
         let keys: Vec<String> = (0..n).map(|i| format!("{tag}-k{i}")).collect();
@@ -57,4 +60,5 @@ async fn main() {
         stream::iter(keys2.iter()).map(|k| { let s = &s; let sel = &sel; async move { s.execute_unpaged(sel, ("env", "src", k)).await.unwrap(); } }).buffer_unordered(256).collect::<Vec<_>>().await;
         report("read single (present)", t0, c0);
     }
+    s.query_unpaged("DROP KEYSPACE IF EXISTS claim_probe", ()).await.unwrap();
 }

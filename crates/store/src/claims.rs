@@ -1,13 +1,13 @@
 //! Dedup claims: who holds an idempotency key, one partition per key.
 //!
 //! A claim is a read (who holds the key?) and, for a key nobody holds, a write. Sent one per
-//! request, the database spends more on each request (decoding, dispatch, the answer) than on
-//! the partition it touches: measured on this repository's bench machine with Cassandra 5
-//! warmed (`cargo run --release -p tributary-store --example claim_probe`), a read of an
-//! absent key cost 25–30 µs of Cassandra's CPU alone and 12–14 µs as one of 10–64 in an `IN`;
-//! a write 38–56 µs alone and 26–33 µs as one of 10 in an unlogged batch. Claims are
-//! two of an event's three or so requests, and Cassandra is what runs out first, so the
-//! translator reads and writes a batch's claims in groups.
+//! request, the database spends about as much on each request (decoding, dispatch, the answer)
+//! as on the partition it touches: measured on the bench machine with Cassandra 5
+//! (`cargo run --release -p tributary-store --example claim_probe`), a read of an absent key
+//! cost 8–30 µs of Cassandra's CPU alone and 4.5–14 µs as one of 10–64 in an `IN`; a write
+//! 16–56 µs alone and 10–33 µs as one of 10–32 in an unlogged batch (the spread is how warm its
+//! JIT was). Claims were two of an event's three or so requests, and Cassandra is what runs
+//! out first, so the translator reads and writes a batch's claims in groups.
 //!
 //! A group holds only keys whose partitions live on the same replica (and shard, on
 //! ScyllaDB): the driver's token map says which. The database then answers a group from one
