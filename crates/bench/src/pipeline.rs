@@ -393,18 +393,20 @@ async fn settle(store: &Store) {
 /// compared with does not do, on the database the pipeline is limited by.
 async fn wait_for_actions(store: &Store, fleet: &Fleet, since: i64, logged_before: f64, expected: usize, wait: Duration) -> Vec<(i64, i64)> {
     let deadline = Instant::now() + wait;
+    // Four times a second: each poll scrapes every worker, CPU the measurement counts.
     while fleet.logged().await - logged_before < expected as f64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let mut delays = Vec::new();
     loop {
         // the database is busy with the pipeline's writes: a timed-out read is retried
         if let (Ok(acts), Ok(evs)) = (store.action_times("development", since).await, store.event_times("development", since).await) {
             // only actions of events received since `since` (an earlier phase's late ones are not)
             let evs: HashMap<String, i64> = evs.into_iter().collect();
-            let delays: Vec<(i64, i64)> = acts.iter().filter_map(|(id, t)| evs.get(id).map(|r| (t - r, *t))).collect();
-            if delays.len() >= expected || Instant::now() > deadline {
-                return delays;
-            }
+            delays = acts.iter().filter_map(|(id, t)| evs.get(id).map(|r| (t - r, *t))).collect();
+        }
+        if delays.len() >= expected || Instant::now() > deadline {
+            return delays;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -467,7 +469,7 @@ async fn latency_phase(store: &Store, fleet: &Fleet, rate: f64, secs: u64, id_ba
     Latency { events: d.len(), p50: q(0.5), p99: q(0.99), max: q(1.0), gateway_p99_ms: r.pct(0.99), cpu, stages, failed: r.errors }
 }
 
-/// Where the slowest 1% were received: in how many of the phase's seconds, and the share of the
+/// Where the slowest 1% (those at or above the p99) were received: in how many of the phase's seconds, and the share of the
 /// three seconds holding most of them. A tail packed in a few seconds is a stall (a flush, a
 /// pause, a rebalance); one spread over most seconds is queueing.
 fn tail_spread(listed: &[(i64, i64)], p99: i64) -> String {
@@ -476,7 +478,7 @@ fn tail_spread(listed: &[(i64, i64)], p99: i64) -> String {
     for (delay, at) in listed {
         let second = (at - delay).div_euclid(1000);
         seconds.insert(second);
-        if *delay > p99 {
+        if *delay >= p99 {
             *per_second.entry(second).or_default() += 1;
         }
     }

@@ -188,9 +188,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A process's `/metrics` text (empty if it does not answer).
+/// A process's `/metrics` text (empty if it does not answer within 2 s: a hung worker must
+/// not hold a bench's wait past its deadline).
 pub async fn scrape(port: u16) -> String {
-    match crate::load::client().get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+    let request = crate::load::client().get(format!("http://127.0.0.1:{port}/metrics")).timeout(std::time::Duration::from_secs(2));
+    match request.send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
