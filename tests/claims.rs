@@ -4,19 +4,11 @@
 
 use std::collections::HashMap;
 use tributary_store::claims::{READ_GROUP, WRITE_GROUP};
-use tributary_store::{ClaimKey, NewClaim, Store, StoreError, StoreSettings};
-use tributary_tests::{cassandra, unique};
+use tributary_store::{ClaimKey, NewClaim, Store, StoreError};
+use tributary_tests::{cassandra, store_at, unique};
 
 async fn store(ks: &str) -> Store {
-    Store::connect(&StoreSettings {
-        nodes: vec![cassandra()],
-        keyspace: ks.into(),
-        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-        username: None,
-        password: None,
-    })
-    .await
-    .expect("cassandra")
+    store_at(&cassandra(), ks).await
 }
 
 fn key(env: &str, src: &str, i: usize) -> ClaimKey {

@@ -7,22 +7,13 @@ use serde_json::json;
 use std::collections::HashMap;
 use tributary_model::{ActionLog, EventLog};
 use tributary_store::paging::{Page, Window};
-use tributary_store::{Store, StoreSettings};
-use tributary_tests::{cassandra, unique};
+use tributary_store::Store;
+use tributary_tests::{cassandra, store_at, unique};
 
 const DAY: i64 = 86_400_000;
 
 async fn store(ks: &str, buckets: i32) -> Store {
-    Store::connect(&StoreSettings {
-        nodes: vec![cassandra()],
-        keyspace: ks.into(),
-        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-        username: None,
-        password: None,
-    })
-    .await
-    .expect("cassandra")
-    .with_timeline_buckets(buckets)
+    store_at(&cassandra(), ks).await.with_timeline_buckets(buckets)
 }
 
 fn event(i: usize, at: i64) -> EventLog {

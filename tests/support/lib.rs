@@ -43,6 +43,19 @@ pub fn free_port() -> u16 {
 }
 
 /// A test's own namespace.
+/// A store on `node`, in keyspace `keyspace` (created with its tables if missing; one replica).
+pub async fn store_at(node: &str, keyspace: &str) -> Store {
+    Store::connect(&StoreSettings {
+        nodes: vec![node.to_string()],
+        keyspace: keyspace.to_string(),
+        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        username: None,
+        password: None,
+    })
+    .await
+    .expect("connect to cassandra")
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple().to_string().get(..10).unwrap())
 }
@@ -244,15 +257,7 @@ impl Cluster {
     }
 
     pub async fn store(&self) -> Store {
-        Store::connect(&StoreSettings {
-            nodes: vec![self.cassandra_node()],
-            keyspace: self.name.clone(),
-            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-            username: None,
-            password: None,
-        })
-        .await
-        .expect("connect to cassandra")
+        store_at(&self.cassandra_node(), &self.name).await
     }
 
     pub fn topic(&self, stage: &str) -> String {

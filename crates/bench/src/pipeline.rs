@@ -484,7 +484,7 @@ fn tail_spread(listed: &[(i64, i64)], p99: i64) -> String {
     }
     let tail: usize = per_second.values().sum();
     let mut counts: Vec<(i64, usize)> = per_second.into_iter().collect();
-    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_unstable_by_key(|c| std::cmp::Reverse(c.1));
     let top3: usize = counts.iter().take(3).map(|c| c.1).sum();
     // When (UTC), to hold against the services' logs.
     let when: Vec<String> = counts

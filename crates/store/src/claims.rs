@@ -19,6 +19,7 @@
 //! reach another node first and take one hop more; writes go to the first key's replica.
 
 use crate::{db, unavailable, Store, StoreError};
+use scylla::cluster::ClusterState;
 use scylla::statement::batch::{Batch, BatchType};
 use std::collections::HashMap;
 
@@ -92,9 +93,10 @@ impl Store {
     /// Split keys into the groups one read asks for: same environment and source (the `IN`
     /// is on the key alone), same replica, at most [`READ_GROUP`].
     pub fn claim_read_groups(&self, keys: Vec<ClaimKey>) -> Vec<Vec<ClaimKey>> {
+        let state = self.session.0.get_cluster_state();
         let mut by: HashMap<(String, String, Place), Vec<ClaimKey>> = HashMap::new();
         for k in keys {
-            let place = self.place_of(&k);
+            let place = self.place_of(&state, &k);
             by.entry((k.0.clone(), k.1.clone(), place)).or_default().push(k);
         }
         chunked(by.into_values(), READ_GROUP)
@@ -133,9 +135,10 @@ impl Store {
     /// again one claim at a time, so one bad key does not take its neighbours' claims along.
     pub async fn write_claims(&self, claims: Vec<NewClaim>, concurrency: usize) -> Vec<(NewClaim, StoreError)> {
         use futures::StreamExt;
+        let state = self.session.0.get_cluster_state();
         let mut by: HashMap<Place, Vec<NewClaim>> = HashMap::new();
         for c in claims {
-            by.entry(self.place_of(&c.0)).or_default().push(c);
+            by.entry(self.place_of(&state, &c.0)).or_default().push(c);
         }
         let groups = chunked(by.into_values(), WRITE_GROUP);
         futures::stream::iter(groups)
@@ -176,9 +179,8 @@ impl Store {
     }
 
     /// The replica (and shard) a key's partition lives on, from the driver's token map.
-    fn place_of(&self, k: &ClaimKey) -> Place {
+    fn place_of(&self, state: &ClusterState, k: &ClaimKey) -> Place {
         let token = self.stmts.select_dedup.calculate_token(&(&k.0, &k.1, &k.2)).ok().flatten()?;
-        let state = self.session.0.get_cluster_state();
         state.get_token_endpoints(&self.ks, "dedup_keys", token).first().map(|(node, shard)| (node.host_id, *shard))
     }
 }

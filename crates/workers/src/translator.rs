@@ -22,7 +22,7 @@ use tributary_bus::{Handler, Producer, Record, StageError};
 use tributary_model::ids::event_id;
 use tributary_model::{EventRecord, EventStatus, ItemError, RawEvent};
 use tributary_sources::{normalize_item, NormalizeInput};
-use tributary_store::{Claim, ClaimKey, ConfigCache, Snapshot, Store, StoreError};
+use tributary_store::{Claim, ClaimKey, ConfigCache, NewClaim, Snapshot, Store, StoreError};
 
 pub struct Translator {
     pub cache: ConfigCache,
@@ -58,11 +58,8 @@ struct BatchState {
     /// `prepare` decides are in `holders` as held, and written by `writes`.)
     claimed: HashMap<ClaimKey, (String, i32)>,
     /// The writes of the claims decided in `prepare`, started there (their failures).
-    writes: Option<tokio::task::JoinHandle<Vec<ClaimFailure>>>,
+    writes: Option<tokio::task::JoinHandle<Vec<(NewClaim, StoreError)>>>,
 }
-
-/// A claim the store did not take: key, event id, why.
-type ClaimFailure = (ClaimKey, String, StoreError);
 
 /// Claim requests (each a group of keys) in flight at once, per batch.
 const CLAIM_CONCURRENCY: usize = 64;
@@ -111,7 +108,7 @@ impl Translator {
 
 /// A batch translated ahead of its records' handling: records by (partition, offset), the
 /// claims they want in partition order (key, event id, window), and who holds each key.
-type Ahead = (HashMap<(i32, i64), Translated>, Vec<(ClaimKey, String, i32)>, HashMap<ClaimKey, Option<String>>);
+type Ahead = (HashMap<(i32, i64), Translated>, Vec<NewClaim>, HashMap<ClaimKey, Option<String>>);
 
 impl Translator {
     /// Translate a batch with `snapshot` and read who holds each of its keys, many at once.
@@ -119,7 +116,7 @@ impl Translator {
         let mut prepared = HashMap::with_capacity(raws.len());
         // In partition order (the batch's order): who claims a key nobody holds is the first
         // of the batch to come with it, as if each were handled in turn.
-        let mut wanted: Vec<(ClaimKey, String, i32)> = Vec::new();
+        let mut wanted: Vec<NewClaim> = Vec::new();
         for (partition, offset, raw) in raws {
             let t = translate_with(snapshot, raw);
             if let Some((k, window)) = &t.claim {
@@ -159,12 +156,12 @@ impl Translator {
 /// batch that wants it, and is recorded in `holders` as that event's, so the others with it
 /// find it held when handled. A key whose holder could not be read (missing from `holders`)
 /// is left to its records, which claim it alone.
-fn decide_claims(wanted: Vec<(ClaimKey, String, i32)>, holders: &mut HashMap<ClaimKey, Option<String>>) -> Vec<(ClaimKey, (String, i32))> {
+fn decide_claims(wanted: Vec<NewClaim>, holders: &mut HashMap<ClaimKey, Option<String>>) -> Vec<NewClaim> {
     let mut claims = Vec::new();
     for (k, id, window) in wanted {
         if let Some(holder @ None) = holders.get_mut(&k) {
             *holder = Some(id.clone());
-            claims.push((k, (id, window)));
+            claims.push((k, id, window));
         }
     }
     claims
@@ -245,12 +242,6 @@ fn translate_with(snapshot: &Snapshot, raw: &RawEvent) -> Translated {
     Translated { record, claim }
 }
 
-/// Write claims, many at once; what failed.
-async fn write_claims(store: Store, claims: Vec<(ClaimKey, (String, i32))>) -> Vec<ClaimFailure> {
-    let claims = claims.into_iter().map(|(k, (id, window))| (k, id, window)).collect();
-    store.write_claims(claims, CLAIM_CONCURRENCY).await.into_iter().map(|((k, id, _), e)| (k, id, e)).collect()
-}
-
 fn parse(rec: &Record<'_>) -> Result<RawEvent, StageError> {
     serde_json::from_slice(rec.payload).map_err(|e| StageError::Permanent(format!("raw record is not a RawEvent: {e}")))
 }
@@ -284,7 +275,8 @@ impl Handler for Translator {
             // Written while the records are handled and produced, not after: the claims only
             // have to be durable before the commit, and this takes their round trip (about a
             // sixth of a batch's cycle at half load) off the batch's path.
-            let writes = tokio::spawn(write_claims(self.store.clone(), claims));
+            let store = self.store.clone();
+            let writes = tokio::spawn(async move { store.write_claims(claims, CLAIM_CONCURRENCY).await });
             *self.batch.lock().unwrap_or_else(|e| e.into_inner()) =
                 BatchState { prepared, holders, claimed: HashMap::new(), writes: Some(writes) };
         })
@@ -294,14 +286,14 @@ impl Handler for Translator {
         Box::pin(async move {
             // What `prepare` started writing, and the claims made while handling.
             let BatchState { writes: started, claimed, .. } = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|e| e.into_inner()));
-            let late: Vec<(ClaimKey, (String, i32))> = claimed.into_iter().collect();
+            let late: Vec<NewClaim> = claimed.into_iter().map(|(k, (id, window))| (k, id, window)).collect();
             let mut failures = match started {
                 Some(w) => w.await.map_err(|e| StageError::Transient(format!("writing the batch's dedup claims: {e}")))?,
                 None => Vec::new(),
             };
-            failures.extend(write_claims(self.store.clone(), late).await);
+            failures.extend(self.store.write_claims(late, CLAIM_CONCURRENCY).await);
             let mut transient = None;
-            for (k, id, e) in failures {
+            for ((k, id, _), e) in failures {
                 if e.is_transient() {
                     transient = Some(e);
                 } else {
@@ -344,7 +336,7 @@ impl Handler for Translator {
 
 #[cfg(test)]
 mod tests {
-    use super::{decide_claims, ClaimKey};
+    use super::{decide_claims, ClaimKey, NewClaim};
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -361,12 +353,12 @@ mod tests {
             wants in proptest::collection::vec(0u8..12, 0..60),
             held in proptest::collection::hash_map(0u8..12, proptest::option::of("[a-z]{1,3}"), 0..12),
         ) {
-            let wanted: Vec<(ClaimKey, String, i32)> = wants.iter().enumerate().map(|(i, k)| (key(*k), format!("evt-{i}"), 60)).collect();
+            let wanted: Vec<NewClaim> = wants.iter().enumerate().map(|(i, k)| (key(*k), format!("evt-{i}"), 60)).collect();
             let before: HashMap<ClaimKey, Option<String>> = held.iter().map(|(k, h)| (key(*k), h.clone())).collect();
             let mut holders = before.clone();
             let claims = decide_claims(wanted.clone(), &mut holders);
             let mut claimed = HashMap::new();
-            for (k, (id, window)) in &claims {
+            for (k, id, window) in &claims {
                 prop_assert_eq!(*window, 60);
                 prop_assert!(claimed.insert(k.clone(), id.clone()).is_none(), "{:?} claimed twice", k);
             }
